@@ -1,0 +1,239 @@
+"""Loss capture: wraps the loss functions of ``torch.nn.functional`` while babysit runs.
+
+Loss modules (``nn.CrossEntropyLoss`` and friends) call these functions through the
+``torch.nn.functional`` module attribute, so one wrapper catches both styles, and losses that
+Hugging Face models compute inside ``forward``. The originals are restored on exit.
+
+For the first few training calls the wrapper also summarizes the targets on the device (class
+counts, label prior entropy, target variance): the numbers chance-level loss is derived from.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from babysit.probes.recorder import Recorder, user_frame
+
+CLASSIFICATION = ("cross_entropy", "nll_loss")
+BINARY = ("binary_cross_entropy", "binary_cross_entropy_with_logits")
+REGRESSION = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
+WRAPPED = (*CLASSIFICATION, *BINARY, *REGRESSION, "kl_div")
+
+#: Training calls whose targets are summarized (the first is the loss at init).
+DETAILED_CALLS = 3
+#: Validation calls kept in ``trace.losses`` (later ones only feed the step series).
+DETAILED_EVAL_CALLS = 3
+
+
+class LossProbe:
+    name = "losses"
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.depth = 0
+        self.training_calls = 0
+        self.eval_calls = 0
+        self.calls_this_forward = 0
+        self.first_targets: Any = None
+        self._originals: dict[str, Callable[..., Any]] = {}
+
+    def install(self) -> None:
+        for name in WRAPPED:
+            original = getattr(F, name)
+            self._originals[name] = original
+            setattr(F, name, self._wrap(name, original))
+
+    def remove(self) -> None:
+        for name, original in self._originals.items():
+            setattr(F, name, original)
+        self._originals.clear()
+
+    def _wrap(self, kind: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        observe = self.recorder.guard(self.name, self._observe)
+
+        @functools.wraps(original)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self.depth += 1
+            try:
+                result = original(*args, **kwargs)
+            finally:
+                self.depth -= 1
+            if self.depth == 0:
+                observe(kind, args, kwargs, result)
+            return result
+
+        wrapper.__babysit_original__ = original  # type: ignore[attr-defined]
+        return wrapper
+
+    def observe_model_loss(self, loss: torch.Tensor) -> None:
+        """A loss returned by the model itself (``output.loss``), when no function call was seen."""
+        if self.calls_this_forward == 0:
+            self._observe("model_output", (), {}, loss)
+
+    def _observe(
+        self, kind: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any
+    ) -> None:
+        if not isinstance(result, torch.Tensor) or not result.is_floating_point():
+            return
+        self.calls_this_forward += 1
+        training = torch.is_grad_enabled() and result.requires_grad
+        value = result.detach()
+        if value.numel() != 1:
+            value = value.float().mean()
+        recorder = self.recorder
+        recorder.series("loss" if training else "eval_loss", value)
+        if training:
+            if self.training_calls >= DETAILED_CALLS:
+                return
+            self.training_calls += 1
+        else:
+            if self.eval_calls >= DETAILED_EVAL_CALLS:
+                return
+            self.eval_calls += 1
+        event: dict[str, Any] = {"step": recorder.step, "kind": kind, "training": training}
+        where = user_frame()
+        if where:
+            event["file"], event["line"] = where
+        recorder.trace.losses.append(event)
+
+        def store_value(values: list[float]) -> None:
+            event["value"] = values[0]
+
+        recorder.defer(value.reshape(()), store_value)
+        if kind == "model_output":
+            return
+        prediction = _arg(args, kwargs, 0, "input")
+        target = _arg(args, kwargs, 1, "target")
+        event["reduction"] = _reduction(kwargs)
+        if isinstance(prediction, torch.Tensor):
+            event["prediction_shape"] = list(prediction.shape)
+        if isinstance(target, torch.Tensor):
+            event["target_shape"] = list(target.shape)
+            event["target_dtype"] = str(target.dtype).replace("torch.", "")
+            if training and self.first_targets is None:
+                self.first_targets = target.detach()
+        if not (isinstance(prediction, torch.Tensor) and isinstance(target, torch.Tensor)):
+            return
+        with torch.no_grad():
+            if kind in CLASSIFICATION:
+                _classification_stats(event, prediction.detach(), target.detach(), kwargs, recorder)
+            elif kind in BINARY:
+                _binary_stats(event, prediction.detach(), target.detach(), recorder)
+            elif kind in REGRESSION:
+                _regression_stats(event, prediction.detach(), target.detach(), recorder)
+
+
+def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str) -> Any:
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name)
+
+
+def _reduction(kwargs: dict[str, Any]) -> str:
+    if kwargs.get("reduction") is not None:
+        return str(kwargs["reduction"])
+    if kwargs.get("size_average") is False or kwargs.get("reduce") is False:
+        return "sum" if kwargs.get("reduce") is not False else "none"
+    return "mean"
+
+
+def _classification_stats(
+    event: dict[str, Any],
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    kwargs: dict[str, Any],
+    recorder: Recorder,
+) -> None:
+    num_classes = int(logits.shape[1] if logits.dim() >= 2 else logits.shape[0])
+    event["num_classes"] = num_classes
+    event["label_smoothing"] = float(kwargs.get("label_smoothing") or 0.0)
+    event["class_weights"] = kwargs.get("weight") is not None
+    ignore_index = int(kwargs.get("ignore_index", -100))
+    logit_std = logits.float().std() if logits.numel() > 1 else logits.new_zeros(()).float()
+    if target.is_floating_point():
+        # Class probabilities: the prior is their average over every non-class dimension.
+        event["soft_targets"] = True
+        probs = (
+            target.float().movedim(1, -1).reshape(-1, num_classes)
+            if logits.dim() >= 2
+            else (target.float().reshape(1, -1))
+        )
+        counts = probs.sum(dim=0)
+        out_of_range = ((probs < 0) | (probs > 1)).sum().float()
+        n = torch.tensor(float(probs.shape[0]), device=probs.device)
+    else:
+        t = target.reshape(-1).long()
+        valid = t != ignore_index
+        in_range = (t >= 0) & (t < num_classes)
+        out_of_range = (valid & ~in_range).sum().float()
+        weights = (valid & in_range).float()
+        counts = torch.zeros(num_classes, device=t.device).scatter_add_(
+            0, t.clamp(0, num_classes - 1), weights
+        )
+        n = weights.sum()
+    payload = torch.cat([torch.stack([out_of_range, n, logit_std.to(n.device)]), counts])
+
+    def store(values: list[float]) -> None:
+        event["targets_out_of_range"] = int(values[0])
+        event["num_targets"] = int(values[1])
+        event["prediction_std"] = values[2]
+        event["class_counts"] = values[3:]
+
+    recorder.defer(payload, store)
+
+
+def _binary_stats(
+    event: dict[str, Any], prediction: torch.Tensor, target: torch.Tensor, recorder: Recorder
+) -> None:
+    t = target.float()
+    out_of_range = ((t < 0) | (t > 1)).sum().float()
+    per_output = t.clamp(0, 1)
+    per_output = per_output.mean(dim=0) if per_output.dim() >= 2 else per_output.mean().reshape(1)
+    p = per_output.clamp(1e-7, 1 - 1e-7)
+    entropy = -(p * p.log() + (1 - p) * (1 - p).log())
+    payload = torch.stack(
+        [
+            out_of_range,
+            torch.tensor(float(t.numel()), device=t.device),
+            entropy.mean(),
+            t.clamp(0, 1).mean(),
+            prediction.float().std() if prediction.numel() > 1 else t.new_zeros(()),
+        ]
+    )
+
+    def store(values: list[float]) -> None:
+        event["targets_out_of_range"] = int(values[0])
+        event["num_targets"] = int(values[1])
+        event["prior_entropy"] = values[2]
+        event["positive_rate"] = values[3]
+        event["prediction_std"] = values[4]
+        event["uniform_loss"] = math.log(2)
+
+    recorder.defer(payload, store)
+
+
+def _regression_stats(
+    event: dict[str, Any], prediction: torch.Tensor, target: torch.Tensor, recorder: Recorder
+) -> None:
+    y = target.float()
+    if y.dim() == 0 or y.numel() < 2:
+        return
+    rows = y.reshape(y.shape[0], -1) if y.dim() >= 2 else y.reshape(-1, 1)
+    var = rows.var(dim=0, unbiased=False).mean()
+    second = rows.square().mean()
+    mad = (rows - rows.median(dim=0).values).abs().mean()
+    pred = prediction.float()
+    payload = torch.stack([var, second, mad, rows.mean(), pred.std() if pred.numel() > 1 else var])
+
+    def store(values: list[float]) -> None:
+        event["target_var"], event["target_second_moment"], event["target_mad"] = values[:3]
+        event["target_mean"], event["prediction_std"] = values[3:5]
+        event["num_targets"] = int(y.numel())
+
+    recorder.defer(payload, store)

@@ -1,0 +1,186 @@
+"""The Recorder: the step clock, the sampling schedule and the one-sync-per-step buffer.
+
+Probes never call ``.item()``. They hand the Recorder small tensors (reductions computed on the
+tensor's own device) together with a callback that stores the numbers in the Trace. At the end
+of a sampled step :meth:`Recorder.flush` concatenates every pending tensor per device and
+brings each device's buffer to the host with a single copy.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from babysit.trace import Trace
+
+
+class StopRun(BaseException):
+    """Raised from a hook to end the observed run once a budget is spent.
+
+    A ``BaseException`` so that the user's ``except Exception`` blocks let it pass, like
+    ``KeyboardInterrupt``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Which steps are sampled: the first ``warmup`` steps, then every ``every``-th step."""
+
+    every: int = 10
+    warmup: int = 1
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"sample_every must be >= 1, got {self.every}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+
+    def sampled(self, step: int) -> bool:
+        return step < self.warmup or step % self.every == 0
+
+
+Callback = Callable[[list[float]], None]
+
+#: Every step is recorded in ``trace.steps`` up to this step; sampled steps only afterwards.
+DENSE_STEPS = 2000
+#: Flush early rather than hold more deferred tensors than this.
+MAX_PENDING = 4096
+
+
+class Recorder:
+    def __init__(self, trace: Trace, schedule: Schedule | None = None) -> None:
+        self.trace = trace
+        self.schedule = schedule or Schedule()
+        self.step = 0
+        self.sampling = self.schedule.sampled(0)
+        self._pending: list[tuple[torch.Tensor, Callback]] = []
+        self.disabled: set[str] = set()
+
+    # -- step clock -------------------------------------------------------------------------
+    def advance(self) -> None:
+        """Close the current step and open the next one.
+
+        Pending values are brought to the host at the end of sampled steps only, so unsampled
+        steps cost no synchronization (their per-step loss waits, as a 0-d tensor, for the
+        next sampled step).
+        """
+        if self.sampling or len(self._pending) >= MAX_PENDING:
+            self.flush()
+        self.step += 1
+        self.sampling = self.schedule.sampled(self.step)
+
+    def step_record(self, step: int | None = None) -> dict[str, Any] | None:
+        """The ``trace.steps`` entry for ``step`` (created on demand), or None when the step
+        falls outside the recorded series (dense for the first steps, sampled afterwards)."""
+        step = self.step if step is None else step
+        steps = self.trace.steps
+        if steps and steps[-1]["step"] == step:
+            return steps[-1]
+        if step >= DENSE_STEPS and not self.schedule.sampled(step):
+            return None
+        record: dict[str, Any] = {"step": step}
+        steps.append(record)
+        return record
+
+    def series(self, key: str, value: float | torch.Tensor, step: int | None = None) -> None:
+        """Set ``key`` on a step record, deferring the host copy when ``value`` is a tensor."""
+        record = self.step_record(step)
+        if record is None or key in record:
+            return
+        if isinstance(value, torch.Tensor):
+            record[key] = None  # placeholder, filled at the next flush
+
+            def store(values: list[float], record: dict[str, Any] = record) -> None:
+                record[key] = values[0]
+
+            self.defer(value.reshape(()), store)
+        else:
+            record[key] = value
+
+    # -- deferred host transfer --------------------------------------------------------------
+    def defer(self, values: torch.Tensor, callback: Callback) -> None:
+        """Queue ``values`` (any shape) for the next flush; ``callback`` gets them as floats."""
+        self._pending.append((values.detach().reshape(-1), callback))
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        by_device: dict[torch.device, list[int]] = {}
+        for index, (values, _) in enumerate(pending):
+            by_device.setdefault(values.device, []).append(index)
+        for indices in by_device.values():
+            chunks = [pending[i][0].to(torch.float64) for i in indices]
+            host = torch.cat(chunks).cpu().tolist()  # the one host sync for this device
+            offset = 0
+            for i, chunk in zip(indices, chunks, strict=True):
+                size = chunk.numel()
+                callback = pending[i][1]
+                try:
+                    callback(host[offset : offset + size])
+                except Exception as exc:  # a bug in babysit must not break training
+                    self.record_error("flush", exc)
+                offset += size
+
+    # -- failure isolation -----------------------------------------------------------------
+    def guard(self, probe: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap a hook so that an exception disables ``probe`` instead of breaking training."""
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if probe in self.disabled:
+                return None
+            try:
+                return fn(*args, **kwargs)
+            except StopRun:
+                raise
+            except Exception as exc:
+                self.disabled.add(probe)
+                self.record_error(probe, exc)
+                return None
+
+        return guarded
+
+    def record_error(self, probe: str, exc: BaseException) -> None:
+        frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        self.trace.errors.append(
+            {
+                "probe": probe,
+                "error": f"{type(exc).__name__}: {exc}",
+                "step": self.step,
+                "traceback": "".join(frames[-6:]),
+            }
+        )
+
+
+_SKIP_PREFIXES: tuple[str, ...] = ()
+
+
+def user_frame(skip: int = 1) -> tuple[str, int] | None:
+    """The innermost frame outside torch and babysit: where the user's code made the call."""
+    global _SKIP_PREFIXES
+    if not _SKIP_PREFIXES:
+        import os
+
+        import babysit
+
+        _SKIP_PREFIXES = (
+            os.path.dirname(torch.__file__),
+            os.path.dirname(babysit.__file__),
+            os.path.dirname(os.__file__),  # the standard library (runpy, contextlib, ...)
+        )
+    frame = sys._getframe(skip)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_SKIP_PREFIXES) and not filename.startswith("<"):
+            return filename, frame.f_lineno
+        frame = frame.f_back
+    return None

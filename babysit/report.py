@@ -1,0 +1,173 @@
+"""Judging a Trace with the catalog, and the Report that carries the verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from babysit import registry
+from babysit._version import __version__
+from babysit.check import Finding, Severity, iter_sorted
+from babysit.errors import BabysitError, FindingsError
+from babysit.trace import Trace
+
+#: Version of the JSON report format (``Report.to_json``). Bumped on incompatible changes.
+REPORT_SCHEMA = 1
+
+FAIL_ON_CHOICES = ("error", "warning", "info", "never")
+INTERNAL_ERROR_ID = "BS000"
+
+
+@dataclass
+class Report:
+    target: str
+    findings: list[Finding]
+    trace: Trace
+    checks_run: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing at ``warning`` or above was found (``info`` notes are allowed)."""
+        return not any(f.severity >= Severity.WARNING for f in self.findings)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in (Severity.ERROR, Severity.WARNING, Severity.INFO)}
+        for finding in self.findings:
+            counts[finding.severity.value] += 1
+        return counts
+
+    def failing(self, fail_on: str | Severity = "error") -> list[Finding]:
+        if str(getattr(fail_on, "value", fail_on)).lower() == "never":
+            return []
+        threshold = Severity.parse(fail_on)
+        return [f for f in self.findings if f.severity >= threshold]
+
+    def exit_code(self, fail_on: str | Severity = "error") -> int:
+        """0 when nothing reaches ``fail_on``, 1 otherwise; 3 when babysit itself failed."""
+        if self.trace.errors:
+            return 3
+        return 1 if self.failing(fail_on) else 0
+
+    def raise_for_findings(self, fail_on: str | Severity = "error") -> None:
+        failing = self.failing(fail_on)
+        if failing:
+            from babysit.reporters.text import render_plain
+
+            raise FindingsError(render_plain(self, failing), failing)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": REPORT_SCHEMA,
+            "babysit_version": __version__,
+            "target": self.target,
+            "findings": [f.to_dict() for f in self.findings],
+            "summary": self.summary,
+            "checks": {"run": list(self.checks_run), "skipped": dict(self.skipped)},
+            "run": dict(self.trace.run),
+            "notes": list(self.trace.notes),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        from babysit.reporters.json import render
+
+        return render(self, indent=indent)
+
+    def print(self, file: IO[str] | None = None, *, verbose: bool = False) -> None:
+        """The human report: summary line, one panel per finding, charts where checks ran."""
+        from babysit.reporters.text import print_report
+
+        print_report(self, file=file, verbose=verbose)
+
+    def __str__(self) -> str:
+        from babysit.reporters.text import render_plain
+
+        return render_plain(self, self.findings)
+
+
+def judge(
+    trace: Trace,
+    *,
+    select: Iterable[str] | str | None = None,
+    ignore: Iterable[str] | str | None = None,
+    thresholds: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Report:
+    """Run the selected checks over ``trace``. Checks are pure, so this can be repeated."""
+    plain_ignore, scoped = _split_ignore(ignore)
+    checks = registry.select(select, plain_ignore)
+    # The internal-error check reports failures of the other checks too, so it runs last.
+    checks.sort(key=lambda c: c.id == INTERNAL_ERROR_ID)
+    overrides = _resolve_thresholds(thresholds or {})
+    findings: list[Finding] = []
+    run: list[str] = []
+    skipped: dict[str, str] = {}
+    for check_cls in checks:
+        check = check_cls()
+        reason = check.missing_requirements(trace)
+        if reason:
+            skipped[check.name] = reason
+            continue
+        run.append(check.name)
+        try:
+            findings.extend(check.judge(trace, overrides.get(check.id)))
+        except BabysitError:
+            raise
+        except Exception as exc:  # a broken check must not hide the others' verdicts
+            trace.errors.append(
+                {"probe": f"check {check.id}", "error": f"{type(exc).__name__}: {exc}"}
+            )
+    findings = [f for f in findings if not _suppressed(f, scoped)]
+    return Report(trace.target, list(iter_sorted(findings)), trace, run, skipped)
+
+
+def _resolve_thresholds(
+    thresholds: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Mapping[str, Any]]:
+    resolved: dict[str, Mapping[str, Any]] = {}
+    for key, values in thresholds.items():
+        check = registry.get(key)
+        if not isinstance(values, Mapping):
+            raise BabysitError(
+                f"thresholds for {key!r} must be a mapping such as {{'name': value}}, "
+                f"got {type(values).__name__}"
+            )
+        unknown = set(values) - set(check.thresholds)
+        if unknown:
+            known = ", ".join(sorted(check.thresholds)) or "none"
+            raise BabysitError(
+                f"check {check.id} ({check.name}) has no threshold(s) {sorted(unknown)}; "
+                f"known: {known}"
+            )
+        resolved[check.id] = values
+    return resolved
+
+
+def _split_ignore(
+    ignore: Iterable[str] | str | None,
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Plain selectors, and ``ID:layer`` ones that suppress a check on one layer (and the
+    layers inside it) only."""
+    plain: list[str] = []
+    scoped: list[tuple[str, str]] = []
+    items = ignore.replace(",", " ").split() if isinstance(ignore, str) else list(ignore or [])
+    for item in items:
+        selector, sep, layer = str(item).partition(":")
+        if sep and layer:
+            registry.select([selector])  # validates the selector
+            scoped.append((selector, layer))
+        else:
+            plain.append(selector)
+    return plain, scoped
+
+
+def _suppressed(finding: Finding, pairs: list[tuple[str, str]]) -> bool:
+    layer = finding.location.layer if finding.location else None
+    if not layer:
+        return False
+    for selector, prefix in pairs:
+        matches = selector.upper() in (finding.id, "ALL") or selector.lower() == finding.name
+        if matches and (layer == prefix or layer.startswith(prefix + ".")):
+            return True
+    return False

@@ -1,0 +1,189 @@
+"""The human report: a summary line, one panel per finding, and charts where checks ran."""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+from rich.console import Console, Group
+from rich.markdown import Markdown
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from babysit.check import Finding, Severity
+from babysit.layerstats import signal_chain
+
+if TYPE_CHECKING:
+    from babysit.report import Report
+
+STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "bold cyan"}
+ICON = {Severity.ERROR: "✗", Severity.WARNING: "!", Severity.INFO: "i"}
+
+
+def print_report(report: Report, file: IO[str] | None = None, *, verbose: bool = False) -> None:
+    stream = file or sys.stdout
+    console = Console(
+        file=stream,
+        width=None if _is_terminal(stream) else 100,
+        highlight=False,
+        soft_wrap=False,
+    )
+    for renderable in renderables(report, verbose=verbose):
+        console.print(renderable)
+
+
+def render(report: Report, *, color: bool = False, width: int = 100) -> str:
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False
+    )
+    for renderable in renderables(report):
+        console.print(renderable)
+    return buffer.getvalue()
+
+
+def render_plain(report: Report, findings: Sequence[Finding]) -> str:
+    """Plain text for exception messages and ``str(report)``: no colors, no boxes."""
+    lines = [_summary_text(report).plain]
+    for finding in findings:
+        lines.append("")
+        lines.append(f"{finding.severity.value} {finding.id} {finding.name}: {finding.message}")
+        if finding.location:
+            lines.append(f"  at {finding.location}")
+        for key, value in finding.evidence.items():
+            lines.append(f"  {key}: {_format_value(value)}")
+        lines.append("  fix: " + finding.fix.replace("\n", "\n       "))
+    return "\n".join(lines)
+
+
+def renderables(report: Report, *, verbose: bool = False) -> list[Any]:
+    items: list[Any] = [_summary_text(report)]
+    for finding in report.findings:
+        items.append(_panel(finding))
+    if "activation-variance-unstable" in report.checks_run:
+        chart = activation_chart(report)
+        if chart is not None:
+            items.append(chart)
+    if report.skipped and (verbose or not report.findings):
+        skipped = ", ".join(f"{name} ({why})" for name, why in sorted(report.skipped.items()))
+        items.append(Text(f"not run: {skipped}", style="dim"))
+    for note in report.trace.notes:
+        items.append(Text(f"note: {note}", style="dim"))
+    for error in report.trace.errors:
+        items.append(
+            Text(f"babysit internal error in {error['probe']}: {error['error']}", style="red")
+        )
+    return items
+
+
+def _summary_text(report: Report) -> Text:
+    counts = report.summary
+    trace = report.trace
+    failing = counts["error"] or counts["warning"]
+    text = Text()
+    text.append("babysit ", style="bold")
+    text.append(f"{report.target or trace.mode}", style="bold")
+    details = [trace.mode]
+    steps = trace.run.get("optimizer_steps")
+    if steps:
+        details.append(f"{steps} optimizer steps")
+    if trace.run.get("stopped_by"):
+        details.append(f"stopped by {trace.run['stopped_by']}")
+    text.append(f" ({', '.join(details)}): ", style="dim")
+    if not report.findings:
+        text.append("✓ no findings", style="bold green")
+    else:
+        parts = []
+        for severity in (Severity.ERROR, Severity.WARNING, Severity.INFO):
+            n = counts[severity.value]
+            if n:
+                parts.append((f"{n} {severity.value}{'s' if n > 1 else ''}", STYLE[severity]))
+        text.append("✗ " if failing else "", style="bold red")
+        for index, (label, style) in enumerate(parts):
+            if index:
+                text.append(", ")
+            text.append(label, style=style)
+    text.append(f" · {len(report.checks_run)} checks run", style="dim")
+    if report.skipped:
+        text.append(f", {len(report.skipped)} not run", style="dim")
+    return text
+
+
+def _panel(finding: Finding) -> Panel:
+    style = STYLE[finding.severity]
+    body: list[Any] = [Text(finding.message)]
+    if finding.location:
+        body.append(Text(f"at {finding.location}", style="dim"))
+    if finding.evidence:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="dim")
+        table.add_column()
+        for key, value in finding.evidence.items():
+            table.add_row(key, _format_value(value))
+        body.append(Text("evidence", style="bold"))
+        body.append(table)
+    body.append(Text("fix", style="bold"))
+    body.append(Markdown(finding.fix))
+    title = Text.assemble(
+        (f"{ICON[finding.severity]} {finding.severity.value} ", style),
+        (f"{finding.id} ", "bold"),
+        (finding.name, style),
+    )
+    return Panel(Group(*body), title=title, title_align="left", border_style=style)
+
+
+def activation_chart(report: Report) -> Panel | None:
+    """Bars of log10(activation std / input std) per Linear/conv layer, in forward order."""
+    chain = signal_chain(report.trace)
+    if len(chain) < 2:
+        return None
+    table = Table.grid(padding=(0, 1))
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column(no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
+    flagged = {
+        f.location.layer
+        for f in report.findings
+        if f.name == "activation-variance-unstable" and f.location
+    }
+    width = 30
+    for layer in chain:
+        rel = layer.relative
+        if not rel or not math.isfinite(rel) or rel <= 0:
+            bar, label = Text("?"), "n/a"
+        else:
+            decades = max(min(math.log10(rel), 8), -8)
+            cells = min(round(abs(decades) / 8 * width), width)
+            color = "green" if abs(decades) < 1 else ("yellow" if abs(decades) < 3 else "red")
+            bar = Text(("◀" if decades < 0 else "▶") + "█" * cells, style=color)
+            label = f"{rel:.2g}×"
+        name = layer.name + (" ←" if layer.name in flagged else "")
+        table.add_row(name, bar, label)
+    return Panel(
+        table,
+        title="activation std relative to the input, by layer (at init)",
+        title_align="left",
+        border_style="dim",
+    )
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        shown = ", ".join(_format_value(v) for v in value[:8])
+        return f"[{shown}{', …' if len(value) > 8 else ''}]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_format_value(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,288 @@
+"""The Session wires probes to models and optimizers and owns every hook babysit installs.
+
+One Session serves all three ways in: ``check()`` drives one forward pass on a copy,
+``watch()`` observes a user's loop, and ``babysit audit`` additionally discovers models and
+optimizers through global hooks. Whatever happens, :meth:`Session.close` removes every hook and
+restores every wrapped function; it is idempotent and runs from ``finally`` blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules import module as module_hooks
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.utils._pytree import tree_map
+
+from babysit.probes.activations import ActivationProbe, first_tensor
+from babysit.probes.batchnorm import BatchNormProbe
+from babysit.probes.inputs import InputProbe
+from babysit.probes.loaders import LoaderProbe
+from babysit.probes.losses import LossProbe
+from babysit.probes.model_facts import describe_model, describe_optimizer, unwrap
+from babysit.probes.recorder import Recorder, Schedule, StopRun
+from babysit.trace import Trace
+
+
+class ModelWatch:
+    """The probes attached to one model, and its root hooks."""
+
+    def __init__(self, session: Session, model: nn.Module, label: str) -> None:
+        self.session = session
+        self.model = model
+        self.label = label
+        recorder = session.recorder
+        self.facts = describe_model(model, recorder, label)
+        self.activations = ActivationProbe(recorder, model)
+        self.inputs = InputProbe(recorder, model, max_batches=session.max_input_batches)
+        self.batchnorm = BatchNormProbe(recorder, model, session.loaders.current_loader)
+        self.handles: list[torch.utils.hooks.RemovableHandle] = [
+            model.register_forward_pre_hook(
+                recorder.guard("model", self.root_pre), with_kwargs=True
+            ),
+            _register_post_hook(model, recorder.guard("model", self.root_post)),
+        ]
+        self.forward_step = -1  # the step of the last recorded training forward
+
+    def root_pre(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        session = self.session
+        recorder = session.recorder
+        session.losses.calls_this_forward = 0
+        if not (module.training and torch.is_grad_enabled()):
+            return
+        session.on_training_forward()
+        first_of_step = self.forward_step != recorder.step
+        self.forward_step = recorder.step
+        session.loaders.mark_training()
+        batch = first_tensor((args, kwargs))
+        if batch is not None and batch.dim() > 0:
+            recorder.series("batch_size", int(batch.shape[0]))
+        if session.capture_batch and session.first_batch is None:
+            session.first_batch = _snapshot(args, kwargs)
+        if recorder.sampling and first_of_step:
+            self.inputs.observe(args, kwargs)
+            self.activations.begin()
+
+    def root_post(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        self.activations.end()
+        loss = _model_loss(output)
+        if loss is not None:
+            self.session.losses.observe_model_loss(loss)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+        self.activations.remove()
+        self.batchnorm.remove()
+
+
+class Session:
+    def __init__(
+        self,
+        trace: Trace,
+        *,
+        sample_every: int = 10,
+        max_steps: int | None = None,
+        max_time: float | None = None,
+        max_input_batches: int = 4,
+        discover: bool = False,
+        capture_batch: bool = False,
+    ) -> None:
+        self.trace = trace
+        self.recorder = Recorder(trace, Schedule(every=sample_every))
+        self.max_steps = max_steps or None
+        self.max_time = max_time or None
+        self.max_input_batches = max_input_batches
+        self.discover = discover
+        self.capture_batch = capture_batch
+        self.first_batch: tuple[Any, Any] | None = None
+        self.losses = LossProbe(self.recorder)
+        self.loaders = LoaderProbe(self.recorder)
+        self.models: dict[int, ModelWatch] = {}
+        self.optimizers: dict[int, torch.optim.Optimizer] = {}
+        self.primary: torch.optim.Optimizer | None = None
+        self._handles: list[Any] = []
+        self._depth = 0
+        self._training_forwards = 0
+        self._started = False
+        self._closed = False
+        self._t0 = time.monotonic()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Session:
+        if self._started:
+            return self
+        self._started = True
+        self._t0 = time.monotonic()
+        try:
+            self.losses.install()
+            self.loaders.install()
+            guard = self.recorder.guard
+            self._handles.append(
+                register_optimizer_step_post_hook(guard("optimizer", self._after_step))
+            )
+            if self.discover:
+                self._handles.append(
+                    module_hooks.register_module_forward_pre_hook(
+                        guard("discovery", self._global_pre)
+                    )
+                )
+                self._handles.append(
+                    _register_global_post_hook(guard("discovery", self._global_post))
+                )
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> Trace:
+        """Flush, remove every hook and wrapper, and finish the trace. Safe to call twice."""
+        if self._closed:
+            return self.trace
+        self._closed = True
+        errors: list[BaseException] = []
+        for undo in (self.losses.remove, self.loaders.remove):
+            _collect(undo, errors)
+        for handle in self._handles:
+            _collect(handle.remove, errors)
+        self._handles.clear()
+        for watch in self.models.values():
+            _collect(watch.remove, errors)
+        _collect(self.recorder.flush, errors)
+        for exc in errors:
+            self.recorder.record_error("cleanup", exc)
+        run = self.trace.run
+        run.setdefault("steps", self.recorder.step)
+        run["optimizer_steps"] = self.recorder.step if self.primary is not None else 0
+        run["training_forwards"] = self._training_forwards
+        run["seconds"] = round(time.monotonic() - self._t0, 3)
+        first = self.trace.training_losses()
+        if first:
+            self.trace.facts["loss"] = {"kind": first[0]["kind"]}
+        return self.trace
+
+    def __enter__(self) -> Session:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- what to watch ----------------------------------------------------------------------
+    def add_model(self, model: nn.Module, label: str | None = None) -> ModelWatch:
+        model = unwrap(model)
+        existing = self.models.get(id(model))
+        if existing:
+            return existing
+        label = label or type(model).__name__
+        watch = ModelWatch(self, model, label)
+        self.models[id(model)] = watch
+        models = self.trace.facts.setdefault("models", [])
+        models.append(watch.facts)
+        self.trace.facts.setdefault("model", watch.facts)
+        return watch
+
+    def add_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        if id(optimizer) in self.optimizers:
+            return
+        self.optimizers[id(optimizer)] = optimizer
+        self.trace.facts.setdefault("optimizers", []).append(describe_optimizer(optimizer))
+        if self.primary is None:
+            self.primary = optimizer
+
+    def on_training_forward(self) -> None:
+        """Without any optimizer (manual updates), each training forward is a step."""
+        if self.primary is None and self._training_forwards > 0:
+            self.recorder.advance()
+            self._check_budget()
+        self._training_forwards += 1
+
+    # -- hooks -------------------------------------------------------------------------------
+    def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if id(optimizer) not in self.optimizers:
+            if not (self.discover or self._shares_parameters(optimizer)):
+                return
+            self.add_optimizer(optimizer)
+        if optimizer is not self.primary:
+            return
+        lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
+        if lr is not None:
+            self.recorder.series("lr", lr.detach() if torch.is_tensor(lr) else float(lr))
+        self.recorder.advance()
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        if self.max_steps and self.recorder.step >= self.max_steps:
+            self.trace.run["stopped_by"] = f"max_steps ({self.max_steps})"
+            raise StopRun(self.trace.run["stopped_by"])
+        if self.max_time and time.monotonic() - self._t0 >= self.max_time:
+            self.trace.run["stopped_by"] = f"max_time ({self.max_time:g} s)"
+            raise StopRun(self.trace.run["stopped_by"])
+
+    def _shares_parameters(self, optimizer: torch.optim.Optimizer) -> bool:
+        watched = {id(p) for w in self.models.values() for p in w.model.parameters()}
+        return any(id(p) in watched for g in optimizer.param_groups for p in g["params"])
+
+    def _global_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        depth = self._depth
+        self._depth += 1
+        if depth != 0 or id(module) in self.models or id(unwrap(module)) in self.models:
+            return
+        if not (module.training and torch.is_grad_enabled()):
+            return
+        if next(module.parameters(), None) is None:
+            return  # a loss module or a parameter-free transform, not a model
+        if getattr(module, "_orig_mod", None) is not None:
+            self.trace.notes.append(
+                "a torch.compile'd model was seen; statistics come from hooks traced into the "
+                "compiled graph"
+            )
+        watch = self.add_model(module)
+        if watch.model is module:
+            # the model's own pre-hook was attached during this call and will not fire for it
+            watch.root_pre(module, args, {})
+
+    def _global_post(self, module: nn.Module, *rest: Any) -> None:
+        self._depth = max(self._depth - 1, 0)
+
+
+def _collect(fn: Callable[[], Any], errors: list[BaseException]) -> None:
+    try:
+        fn()
+    except Exception as exc:  # keep removing the rest
+        errors.append(exc)
+
+
+def _register_post_hook(model: nn.Module, hook: Callable[..., Any]) -> Any:
+    try:
+        return model.register_forward_hook(hook, with_kwargs=True, always_call=True)
+    except TypeError:  # torch < 2.1: no always_call
+        return model.register_forward_hook(hook, with_kwargs=True)
+
+
+def _register_global_post_hook(hook: Callable[..., Any]) -> Any:
+    try:
+        return module_hooks.register_module_forward_hook(hook, always_call=True)
+    except TypeError:
+        return module_hooks.register_module_forward_hook(hook)
+
+
+def _model_loss(output: Any) -> torch.Tensor | None:
+    loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+        return loss
+    return None
+
+
+def _snapshot(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    def copy(value: Any) -> Any:
+        return value.detach().clone() if isinstance(value, torch.Tensor) else value
+
+    with contextlib.suppress(Exception):
+        return tree_map(copy, args), tree_map(copy, kwargs)
+    return args, kwargs

@@ -1,0 +1,469 @@
+"""Overhead of ``babysit.watch()`` on a training loop, as a ratio to the bare loop.
+
+For each model the same training loop runs in four variants:
+
+  bare        opt.zero_grad(); loss = F.cross_entropy(model(x), y); loss.backward(); opt.step()
+  watch/10    the same loop inside ``with babysit.watch(model, opt, sample_every=10)``
+              (the default sampling: statistics on step 0 and every 10th step)
+  watch/1     ``sample_every=1``: statistics on every step
+  hooks-only  ``sample_every=10**9``: only step 0 is sampled, so the other steps measure the
+              cost of the hooks and wrappers alone
+
+Every run builds a fresh model and optimizer from the same seed, takes a few untimed bare
+warm-up steps, then times ``--steps`` optimizer steps with ``time.perf_counter``. The variants
+are interleaved (bare, watch/10, watch/1, hooks-only, then the next repeat in rotated order)
+so that drifting background load hits all of them alike, and each variant's time per step is
+the median over the repeats. Ratios are ratios of those medians; the median of the per-repeat
+(paired) ratios is shown next to them. Entering and leaving ``watch`` is timed separately and
+is not part of the per-step numbers.
+
+PyTorch runs single-threaded (``torch.set_num_threads(1)``, change with ``--threads``) so that
+the numbers are stable on a shared machine.
+
+    python benchmarks/overhead.py              # full run, about 2-3 minutes on 2 CPU cores
+    python benchmarks/overhead.py --quick      # smoke run, under 30 s
+    python benchmarks/overhead.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import babysit
+
+#: The issue's target: watched loop at the default sampling <= this times the bare loop.
+TARGET_RATIO = 1.10
+DEFAULT_SAMPLE_EVERY = 10
+HOOKS_ONLY_EVERY = 10**9
+BATCH = 64
+NUM_CLASSES = 10
+#: Distinct pre-generated batches cycled through by the in-memory loops.
+NUM_BATCHES = 8
+
+VARIANTS: dict[str, int | None] = {
+    "bare": None,
+    "watch/10": DEFAULT_SAMPLE_EVERY,
+    "watch/1": 1,
+    "hooks-only": HOOKS_ONLY_EVERY,
+}
+
+
+# -- models ------------------------------------------------------------------------------------
+def make_mlp() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(20, 128),
+        nn.ReLU(),
+        nn.Linear(128, 128),
+        nn.ReLU(),
+        nn.Linear(128, 128),
+        nn.ReLU(),
+        nn.Linear(128, NUM_CLASSES),
+    )
+
+
+def _conv_block(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def make_cnn() -> nn.Module:
+    return nn.Sequential(
+        *_conv_block(3, 32),
+        nn.MaxPool2d(2),
+        *_conv_block(32, 32),
+        nn.MaxPool2d(2),
+        *_conv_block(32, 64),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, NUM_CLASSES),
+    )
+
+
+@dataclass
+class Workload:
+    name: str
+    description: str
+    build: Callable[[], nn.Module]
+    input_shape: tuple[int, ...]
+    steps: int
+    warmup: int
+    loader: bool = False  # iterate a DataLoader inside the timed loop
+
+
+def make_data(shape: tuple[int, ...], count: int, seed: int) -> list[tuple[torch.Tensor, ...]]:
+    gen = torch.Generator().manual_seed(seed + 1)
+    return [
+        (
+            torch.randn(BATCH, *shape, generator=gen),
+            torch.randint(0, NUM_CLASSES, (BATCH,), generator=gen),
+        )
+        for _ in range(count)
+    ]
+
+
+def batches(workload: Workload, data: list[tuple[torch.Tensor, ...]]) -> Iterator[Any]:
+    """An endless stream of (x, y): cycled tensors, or a DataLoader re-iterated per epoch."""
+    if workload.loader:
+        xs = torch.cat([x for x, _ in data])
+        ys = torch.cat([y for _, y in data])
+        loader = DataLoader(TensorDataset(xs, ys), batch_size=BATCH, shuffle=True, drop_last=True)
+        while True:
+            yield from loader
+    else:
+        while True:
+            yield from data
+
+
+# -- one timed run -------------------------------------------------------------------------------
+def train_steps(
+    model: nn.Module, opt: torch.optim.Optimizer, stream: Iterator[Any], n: int
+) -> None:
+    for _ in range(n):
+        x, y = next(stream)
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+
+def one_run(
+    workload: Workload, data: list[tuple[torch.Tensor, ...]], sample_every: int | None, seed: int
+) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    model = workload.build()
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    stream = batches(workload, data)
+    # The DataLoader's iterator must be created inside watch() for its wrapper to see it.
+    warm_stream = batches(workload, data) if workload.loader else stream
+    train_steps(model, opt, warm_stream, workload.warmup)
+    gc.collect()
+    result: dict[str, Any] = {}
+    if sample_every is None:
+        t0 = time.perf_counter()
+        train_steps(model, opt, stream, workload.steps)
+        result["seconds"] = time.perf_counter() - t0
+        return result
+    t0 = time.perf_counter()
+    sitter = babysit.watch(model, opt, sample_every=sample_every)
+    t1 = time.perf_counter()
+    sitter.__enter__()
+    t2 = time.perf_counter()
+    try:
+        train_steps(model, opt, stream, workload.steps)
+        t3 = time.perf_counter()
+    finally:
+        sitter.__exit__(None, None, None)
+    t4 = time.perf_counter()
+    result.update(
+        seconds=t3 - t2,
+        construct=t1 - t0,
+        enter=t2 - t1,
+        exit=t4 - t3,
+        observed_steps=sitter.session.recorder.step,
+        internal_errors=len(sitter.trace.errors),
+    )
+    result["_sitter"] = sitter
+    return result
+
+
+# -- a workload: interleaved repeats -------------------------------------------------------------
+def bench_workload(workload: Workload, repeats: int, seed: int, log: Callable[[str], None]) -> dict:
+    data = make_data(workload.input_shape, NUM_BATCHES, seed)
+    names = list(VARIANTS)
+    # one short untimed pass of every variant: imports, first calls, allocator warm-up
+    short = replace(workload, steps=min(workload.steps, DEFAULT_SAMPLE_EVERY + 1))
+    for name in names:
+        one_run(short, data, VARIANTS[name], seed).pop("_sitter", None)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    report_info: dict[str, Any] = {}
+    for r in range(repeats):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            result = one_run(workload, data, VARIANTS[name], seed)
+            sitter = result.pop("_sitter", None)
+            if sitter is not None and name == "watch/10" and not report_info:
+                t0 = time.perf_counter()
+                report = sitter.report
+                report_info = {
+                    "judge_seconds": time.perf_counter() - t0,
+                    "findings": [f"{f.id} {f.name} ({f.severity.value})" for f in report.findings],
+                }
+            runs[name].append(result)
+        log(f"  {workload.name}: repeat {r + 1}/{repeats} done")
+    return summarize(workload, runs, report_info)
+
+
+def summarize(workload: Workload, runs: dict[str, list[dict[str, Any]]], report_info: dict) -> dict:
+    n = workload.steps
+    per_step = {name: [run["seconds"] / n for run in rs] for name, rs in runs.items()}
+    med = {name: statistics.median(values) for name, values in per_step.items()}
+    bare = med["bare"]
+    variants: dict[str, Any] = {}
+    for name, values in per_step.items():
+        paired = [v / b for v, b in zip(values, per_step["bare"], strict=True)]
+        variants[name] = {
+            "sample_every": VARIANTS[name],
+            "per_step_ms_median": med[name] * 1e3,
+            "per_step_ms_min": min(values) * 1e3,
+            "per_step_ms_max": max(values) * 1e3,
+            "per_step_ms_all": [v * 1e3 for v in values],
+            "ratio_of_medians": med[name] / bare,
+            "ratio_of_mins": min(values) / min(per_step["bare"]),
+            "paired_ratio_median": statistics.median(paired),
+            "overhead_ms_per_step": (med[name] - bare) * 1e3,
+        }
+    one_time: dict[str, Any] = {}
+    watched = [run for name in VARIANTS if VARIANTS[name] for run in runs[name]]
+    for key in ("construct", "enter", "exit"):
+        one_time[f"{key}_ms_median"] = statistics.median(run[key] for run in watched) * 1e3
+    one_time["attach_detach_ms_median"] = (
+        statistics.median((run["construct"] + run["enter"] + run["exit"]) for run in watched) * 1e3
+    )
+    if report_info:
+        one_time["judge_ms_first_report"] = report_info["judge_seconds"] * 1e3
+    # sample_every=1 samples every step: its excess over the bare loop is the cost of a sampled
+    # step (hooks included); over hooks-only, the statistics and host sync alone.
+    every1, hooks = med["watch/1"], med["hooks-only"]
+    derived = {
+        "sampled_step_cost_ms": (every1 - bare) * 1e3,
+        "stats_cost_ms_per_sampled_step": (every1 - hooks) * 1e3,
+        "unsampled_step_cost_ms": (hooks - bare) * 1e3,
+    }
+    checks = {
+        "observed_steps_ok": all(
+            run.get("observed_steps", n) == n for rs in runs.values() for run in rs
+        ),
+        "internal_errors": sum(run.get("internal_errors", 0) for rs in runs.values() for run in rs),
+    }
+    return {
+        "workload": workload.name,
+        "description": workload.description,
+        "steps_per_run": n,
+        "warmup_steps": workload.warmup,
+        "repeats": len(per_step["bare"]),
+        "variants": variants,
+        "derived": derived,
+        "one_time": one_time,
+        "findings": report_info.get("findings", []),
+        "sanity": checks,
+        "target_ratio": TARGET_RATIO,
+        "target_met": variants["watch/10"]["ratio_of_medians"] <= TARGET_RATIO,
+    }
+
+
+# -- output --------------------------------------------------------------------------------------
+def cpu_name() -> str:
+    name = platform.processor()
+    if name and name not in ("x86_64", "aarch64", "arm", "i386"):
+        return name
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return name or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "babysit": babysit.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "processor": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": _loadavg(),
+    }
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def render(results: dict[str, Any]) -> str:
+    info = results["machine"]
+    lines = [
+        "babysit.watch() overhead benchmark",
+        f"  torch {info['torch']}, babysit {info['babysit']}, python {info['python']}, "
+        f"{info['torch_threads']} torch thread(s)",
+        f"  {info['processor']}, {info['cpu_count']} CPUs, {info['platform']}",
+        f"  load average at start {info['loadavg_start']}, at end {info['loadavg_end']}",
+        f"  mode: {results['mode']}, batch {BATCH}, median over interleaved repeats",
+        "",
+    ]
+    for res in results["workloads"]:
+        lines.append(
+            f"{res['workload']}: {res['description']}  "
+            f"({res['steps_per_run']} timed steps x {res['repeats']} repeats per variant)"
+        )
+        header = (
+            f"  {'variant':<11} {'ms/step':>9} {'min':>9} {'max':>9} "
+            f"{'ratio':>7} {'paired':>7} {'r(min)':>7} {'+ms/step':>9}"
+        )
+        lines.append(header)
+        for name, v in res["variants"].items():
+            lines.append(
+                f"  {name:<11} {v['per_step_ms_median']:>9.3f} {v['per_step_ms_min']:>9.3f} "
+                f"{v['per_step_ms_max']:>9.3f} {v['ratio_of_medians']:>6.3f}x "
+                f"{v['paired_ratio_median']:>6.3f}x {v['ratio_of_mins']:>6.3f}x "
+                f"{v['overhead_ms_per_step']:>+9.3f}"
+            )
+        d, o = res["derived"], res["one_time"]
+        lines.append(
+            f"  cost per sampled step (watch/1 - bare):        {_us(d['sampled_step_cost_ms'])}"
+        )
+        lines.append(
+            f"    of which statistics + sync (watch/1 - hooks-only): "
+            f"{_us(d['stats_cost_ms_per_sampled_step'])}"
+        )
+        lines.append(
+            f"  cost per unsampled step (hooks-only - bare):   {_us(d['unsampled_step_cost_ms'])}"
+        )
+        judge = o.get("judge_ms_first_report")
+        lines.append(
+            f"  one-time: watch() {o['construct_ms_median']:.2f} ms, enter "
+            f"{o['enter_ms_median']:.2f} ms, exit {o['exit_ms_median']:.2f} ms "
+            f"(attach+detach {o['attach_detach_ms_median']:.2f} ms)"
+            + (f"; sitter.report {judge:.1f} ms" if judge is not None else "")
+        )
+        s = res["sanity"]
+        lines.append(
+            f"  sanity: every watched run counted all steps: {s['observed_steps_ok']}, "
+            f"internal errors: {s['internal_errors']}, findings: {len(res['findings'])}"
+        )
+        verdict = "MET" if res["target_met"] else "NOT MET"
+        lines.append(
+            f"  target watch/10 <= {TARGET_RATIO:.2f}x bare: {verdict} "
+            f"({res['variants']['watch/10']['ratio_of_medians']:.3f}x)"
+        )
+        lines.append("")
+    lines.append(
+        "ratio = median watched / median bare; paired = median of per-repeat ratios; "
+        "r(min) = fastest watched / fastest bare; +ms/step = median - bare median."
+    )
+    return "\n".join(lines)
+
+
+def _us(ms: float) -> str:
+    return f"{ms * 1e3:+.1f} µs" if abs(ms) < 1 else f"{ms:+.3f} ms"
+
+
+# -- main ----------------------------------------------------------------------------------------
+def workloads(args: argparse.Namespace) -> list[Workload]:
+    mlp_steps = args.mlp_steps or (100 if args.quick else 500)
+    cnn_steps = args.cnn_steps or (10 if args.quick else 20)
+    available = {
+        "mlp": Workload(
+            "mlp",
+            "MLP 20-128-128-128-10, ReLU, in-memory batches",
+            make_mlp,
+            (20,),
+            mlp_steps,
+            10,
+        ),
+        "cnn": Workload(
+            "cnn",
+            "CNN 3x32x32, Conv-BN-ReLU x3 (32/32/64 ch), pooling, Linear head",
+            make_cnn,
+            (3, 32, 32),
+            cnn_steps,
+            2,
+        ),
+        "mlp-loader": Workload(
+            "mlp-loader",
+            "the MLP fed by a shuffling DataLoader (TensorDataset, 512 samples)",
+            make_mlp,
+            (20,),
+            mlp_steps,
+            10,
+            loader=True,
+        ),
+    }
+    chosen = []
+    for name in args.models.split(","):
+        name = name.strip()
+        if name not in available:
+            raise SystemExit(f"unknown model {name!r}; choose from {', '.join(available)}")
+        chosen.append(available[name])
+    return chosen
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (< 30 s)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="interleaved repeats (9; 3 with --quick)"
+    )
+    parser.add_argument("--mlp-steps", type=int, default=None, help="timed steps per MLP run")
+    parser.add_argument("--cnn-steps", type=int, default=None, help="timed steps per CNN run")
+    parser.add_argument(
+        "--models", default="mlp,cnn,mlp-loader", help="comma-separated: mlp, cnn, mlp-loader"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    repeats = args.repeats or (3 if args.quick else 9)
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    results: dict[str, Any] = {
+        "mode": "quick" if args.quick else "full",
+        "machine": machine_info(),
+        "batch_size": BATCH,
+        "repeats": repeats,
+        "workloads": [],
+    }
+    started = time.perf_counter()
+    for workload in workloads(args):
+        if workload.steps % DEFAULT_SAMPLE_EVERY:
+            log(
+                f"note: {workload.name} steps ({workload.steps}) is not a multiple of "
+                f"{DEFAULT_SAMPLE_EVERY}; the sampled fraction is not exactly 1/10"
+            )
+        log(f"{workload.name}: {workload.steps} steps x {len(VARIANTS)} variants x {repeats}")
+        results["workloads"].append(bench_workload(workload, repeats, args.seed, log))
+    results["machine"]["loadavg_end"] = _loadavg()
+    results["wall_seconds"] = round(time.perf_counter() - started, 1)
+    print(render(results))
+    print(f"(total {results['wall_seconds']} s)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+            f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
