@@ -48,24 +48,28 @@ class ModelWatch:
             _register_post_hook(model, recorder.guard("model", self.root_post)),
         ]
         self.forward_step = -1  # the step of the last recorded training forward
+        # each sub-probe fails alone: a bug in one must not silence the others
+        self.observe_inputs = recorder.guard("inputs", self.inputs.observe)
 
     def root_pre(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         session = self.session
         recorder = session.recorder
         session.losses.calls_this_forward = 0
         if not (module.training and torch.is_grad_enabled()):
+            recorder.series("eval_forward", True)
             return
         session.on_training_forward()
         first_of_step = self.forward_step != recorder.step
         self.forward_step = recorder.step
         session.loaders.mark_training()
         batch = first_tensor((args, kwargs))
+        recorder.series("train_forward", True)
         if batch is not None and batch.dim() > 0:
             recorder.series("batch_size", int(batch.shape[0]))
         if session.capture_batch and session.first_batch is None:
             session.first_batch = _snapshot(args, kwargs)
         if recorder.sampling and first_of_step:
-            self.inputs.observe(args, kwargs)
+            self.observe_inputs(args, kwargs)
             self.activations.begin()
 
     def root_post(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:

@@ -100,6 +100,7 @@ class Workload:
     build: Callable[[], nn.Module]
     input_shape: tuple[int, ...]
     steps: int
+    repeats: int
     warmup: int
     loader: bool = False  # iterate a DataLoader inside the timed loop
 
@@ -130,14 +131,27 @@ def batches(workload: Workload, data: list[tuple[torch.Tensor, ...]]) -> Iterato
 
 # -- one timed run -------------------------------------------------------------------------------
 def train_steps(
-    model: nn.Module, opt: torch.optim.Optimizer, stream: Iterator[Any], n: int
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    stream: Iterator[Any],
+    n: int,
+    marks: list[float] | None = None,
 ) -> None:
-    for _ in range(n):
+    """``n`` plain training steps; with ``marks``, a timestamp after every BLOCK steps."""
+    for i in range(1, n + 1):
         x, y = next(stream)
         opt.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
+        if marks is not None and i % BLOCK == 0:
+            marks.append(time.perf_counter())
+
+
+def block_seconds(start: float, marks: list[float]) -> list[float]:
+    """Seconds per step of each BLOCK-step block of a run."""
+    edges = [start, *marks]
+    return [(b - a) / BLOCK for a, b in zip(edges, edges[1:], strict=False)]
 
 
 def one_run(
@@ -153,10 +167,12 @@ def one_run(
     train_steps(model, opt, warm_stream, workload.warmup)
     gc.collect()
     result: dict[str, Any] = {}
+    marks: list[float] = []
     if sample_every is None:
         t0 = time.perf_counter()
-        train_steps(model, opt, stream, workload.steps)
+        train_steps(model, opt, stream, workload.steps, marks)
         result["seconds"] = time.perf_counter() - t0
+        result["blocks"] = block_seconds(t0, marks)
         return result
     t0 = time.perf_counter()
     sitter = babysit.watch(model, opt, sample_every=sample_every)
@@ -164,13 +180,14 @@ def one_run(
     sitter.__enter__()
     t2 = time.perf_counter()
     try:
-        train_steps(model, opt, stream, workload.steps)
+        train_steps(model, opt, stream, workload.steps, marks)
         t3 = time.perf_counter()
     finally:
         sitter.__exit__(None, None, None)
     t4 = time.perf_counter()
     result.update(
         seconds=t3 - t2,
+        blocks=block_seconds(t2, marks),
         construct=t1 - t0,
         enter=t2 - t1,
         exit=t4 - t3,
@@ -182,7 +199,8 @@ def one_run(
 
 
 # -- a workload: interleaved repeats -------------------------------------------------------------
-def bench_workload(workload: Workload, repeats: int, seed: int, log: Callable[[str], None]) -> dict:
+def bench_workload(workload: Workload, seed: int, log: Callable[[str], None]) -> dict:
+    repeats = workload.repeats
     data = make_data(workload.input_shape, NUM_BATCHES, seed)
     names = list(VARIANTS)
     # one short untimed pass of every variant: imports, first calls, allocator warm-up
@@ -204,7 +222,8 @@ def bench_workload(workload: Workload, repeats: int, seed: int, log: Callable[[s
                     "findings": [f"{f.id} {f.name} ({f.severity.value})" for f in report.findings],
                 }
             runs[name].append(result)
-        log(f"  {workload.name}: repeat {r + 1}/{repeats} done")
+        if (r + 1) % 5 == 0 or r + 1 == repeats:
+            log(f"  {workload.name}: repeat {r + 1}/{repeats} done")
     return summarize(workload, runs, report_info)
 
 

@@ -93,8 +93,13 @@ def describe_model(model: nn.Module, recorder: Recorder, label: str) -> dict[str
             dropout_layers.append({"name": name, "p": float(getattr(module, "p", 0.0))})
         if is_weight_layer(module):
             weight_layers.append((name, module))
+    module_types: dict[str, int] = {}
+    for module in model.modules():
+        name = type(module).__name__
+        module_types[name] = module_types.get(name, 0) + 1
     facts: dict[str, Any] = {
         "label": label,
+        "module_types": module_types,
         "class": type(model).__name__,
         "num_parameters": sum(p.numel() for p in params),
         "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),

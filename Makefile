@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine (see README):
+#   make demo   - audit the bundled examples (creates .venv on first use)
+#   make test   - run the test suite          (creates .venv on first use)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# the CPU build of torch first, so that the project's "torch>=2.2" installs nothing more
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/babysit audit examples/mlp_classifier.py
+	$(BIN)/babysit audit examples/mlp_classifier.py -- --bug deep-tiny-init
+	$(BIN)/babysit audit examples/cnn_classifier.py -- --bug raw-pixels
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,69 @@
+"""`babysit audit` on every bundled example: silent on the clean ones, the right finding on each
+buggy one (and nothing else at warning or above)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import EXAMPLES
+from typer.testing import CliRunner
+
+from babysit.cli import app
+
+runner = CliRunner()
+
+CASES = [
+    ("mlp_classifier.py", [], None),
+    ("mlp_classifier.py", ["--batchnorm"], None),
+    ("cnn_classifier.py", [], None),
+    ("mlp_classifier.py", ["--bug", "overconfident-init"], "loss-at-init-not-chance"),
+    ("mlp_classifier.py", ["--bug", "deep-tiny-init"], "activation-variance-unstable"),
+    ("mlp_classifier.py", ["--bug", "raw-features"], "unnormalized-inputs"),
+    ("cnn_classifier.py", ["--bug", "raw-pixels"], "unnormalized-inputs"),
+    ("cnn_classifier.py", ["--bug", "batch-size-one"], "batchnorm-batch-size-one"),
+]
+
+
+def _audit(script, args, max_steps="60"):
+    result = runner.invoke(
+        app,
+        [
+            "audit",
+            str(EXAMPLES / script),
+            "--max-steps",
+            max_steps,
+            "--format",
+            "json",
+            "--",
+            *args,
+        ],
+    )
+    return result, json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "expected"),
+    CASES,
+    ids=[f"{s}:{' '.join(a) or 'clean'}" for s, a, _ in CASES],
+)
+def test_example(script, args, expected):
+    result, data = _audit(script, args)
+    loud = {f["name"] for f in data["findings"] if f["severity"] in ("error", "warning")}
+    if expected is None:
+        assert loud == set(), data["findings"]
+        assert result.exit_code == 0
+    else:
+        assert expected in loud, data["findings"]
+        extra = loud - {expected}
+        # raw features also make the loss at init far above chance: both are true
+        assert extra <= {"loss-at-init-not-chance"}, data["findings"]
+
+
+def test_batchnorm_trailing_one_crash_is_explained_with_exit_4():
+    result, data = _audit("mlp_classifier.py", ["--bug", "batchnorm-trailing-one"], "0")
+    assert result.exit_code == 4
+    assert data["run"]["status"] == "crashed"
+    [finding] = [f for f in data["findings"] if f["name"] == "batchnorm-batch-size-one"]
+    assert finding["severity"] == "error"
+    assert finding["location"]["file"].endswith("mlp_classifier.py")
