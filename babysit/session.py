@@ -68,6 +68,7 @@ class ModelWatch:
             recorder.series("batch_size", int(batch.shape[0]))
         if session.capture_batch and session.first_batch is None:
             session.first_batch = _snapshot(args, kwargs)
+            recorder.trace.facts["first_batch"] = _describe_batch(args, kwargs)
         if recorder.sampling and first_of_step:
             self.observe_inputs(args, kwargs)
             self.activations.begin()
@@ -281,6 +282,18 @@ def _model_loss(output: Any) -> torch.Tensor | None:
     if isinstance(loss, torch.Tensor) and loss.numel() == 1:
         return loss
     return None
+
+
+def _describe_batch(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    def describe(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return {"shape": list(value.shape), "dtype": str(value.dtype).replace("torch.", "")}
+        return type(value).__name__
+
+    return {
+        "args": [describe(a) for a in args],
+        "kwargs": {k: describe(v) for k, v in kwargs.items()},
+    }
 
 
 def _snapshot(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:

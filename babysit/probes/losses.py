@@ -166,7 +166,7 @@ def _classification_stats(
         )
         counts = probs.sum(dim=0)
         out_of_range = ((probs < 0) | (probs > 1)).sum().float()
-        n = torch.tensor(float(probs.shape[0]), device=probs.device)
+        n = probs.new_full((), float(probs.shape[0]))  # a fill kernel, not a host copy
     else:
         t = target.reshape(-1).long()
         valid = t != ignore_index
@@ -200,7 +200,7 @@ def _binary_stats(
     payload = torch.stack(
         [
             out_of_range,
-            torch.tensor(float(t.numel()), device=t.device),
+            t.new_full((), float(t.numel())),
             entropy.mean(),
             t.clamp(0, 1).mean(),
             prediction.float().std() if prediction.numel() > 1 else t.new_zeros(()),

@@ -119,7 +119,8 @@ class Recorder:
         for index, (values, _) in enumerate(pending):
             by_device.setdefault(values.device, []).append(index)
         for indices in by_device.values():
-            chunks = [pending[i][0].to(torch.float64) for i in indices]
+            # float32 on the device (MPS has no float64); the host side works in float64
+            chunks = [pending[i][0].to(torch.float32) for i in indices]
             host = torch.cat(chunks).cpu().tolist()  # the one host sync for this device
             offset = 0
             for i, chunk in zip(indices, chunks, strict=True):
