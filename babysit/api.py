@@ -29,12 +29,18 @@ def check(
     select: Selectors = None,
     ignore: Selectors = None,
     thresholds: Thresholds = None,
+    experiments: bool = True,
+    budget: float = 60.0,
 ) -> Report:
     """Pre-flight: run the checks on a copy of ``model`` with one batch, before training.
 
     ``inputs`` is a tensor, a tuple of positional inputs, or a dict of keyword inputs. With
     ``loss_fn`` the loss is ``loss_fn(model(inputs), targets)``; without it the model's output
     must be a scalar loss or carry one as ``.loss`` / ``["loss"]`` (Hugging Face style).
+
+    With ``experiments`` (the default) the pre-flight protocol also runs on copies: overfit a
+    tiny batch with regularization off and on, one backward pass and optimizer step, batch
+    mixing, input independence, and verified fixes, within ``budget`` seconds.
     ``model``, ``optimizer`` and the global RNG states are left exactly as they were.
     """
     _require_module(model)
@@ -74,6 +80,8 @@ def check(
             trace.run["error"] = f"{type(exc).__name__}: {exc}"
         finally:
             session.close()
+        if experiments and failure is None:
+            _run_experiments(trace, model, args, kwargs, targets, loss_fn, optimizer, budget)
     report = judge(trace, select=select, ignore=ignore, thresholds=thresholds)
     if failure is not None and not report.failing("error"):
         raise BabysitError(
@@ -226,6 +234,32 @@ def _compute_loss(session: Session, output: Any, targets: Any, loss_fn: Any) -> 
             "targets were given but no loss_fn: pass loss_fn=, e.g. "
             "babysit.check(model, x, y, loss_fn=nn.CrossEntropyLoss())"
         )
+
+
+def _run_experiments(
+    trace: Trace,
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    targets: Any,
+    loss_fn: Callable[..., Any] | None,
+    optimizer: torch.optim.Optimizer | None,
+    budget: float,
+) -> None:
+    from babysit.experiments import Batch, Context, LossSpec, OptimizerSpec, Settings, run_protocol
+
+    training = trace.training_losses()
+    kind = training[0]["kind"] if training else "model_output"
+    loss = LossSpec(kind=kind, loss_fn=loss_fn) if loss_fn is not None else LossSpec(kind)
+    ctx = Context(
+        model=model,
+        batch=Batch(args, kwargs, targets),
+        loss=loss,
+        trace=trace,
+        optimizer=OptimizerSpec.of(optimizer, model) if optimizer is not None else None,
+        settings=Settings(budget=budget),
+    )
+    run_protocol(ctx)
 
 
 def _describe_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, Any]:

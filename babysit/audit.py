@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from babysit.errors import BabysitError
+from babysit.experiments.protocol import Progress
 from babysit.probes.recorder import StopRun
 from babysit.session import Session
 from babysit.trace import Trace
@@ -41,8 +42,12 @@ def audit(
     max_time: float | None = None,
     sample_every: int = 10,
     script_stdout: IO[str] | None = None,
+    preflight: bool = True,
+    preflight_budget: float = 60.0,
+    progress: Progress | None = None,
 ) -> tuple[Trace, Outcome]:
-    """Run ``script`` as ``__main__`` with ``script_args`` and record what it trains."""
+    """Run ``script`` as ``__main__`` with ``script_args`` and record what it trains; then run
+    the pre-flight experiments on the model and batch captured at the first training step."""
     path = Path(script)
     if not path.is_file():
         raise BabysitError(f"no such script: {script} (give the path of a Python file)")
@@ -75,7 +80,57 @@ def audit(
         )
     elif session.primary is None:
         trace.notes.append("no optimizer step was seen; each training forward counted as a step")
+    if preflight:
+        run_captured_protocol(session, preflight_budget, progress)
     return trace, outcome
+
+
+def run_captured_protocol(
+    session: Session, budget: float, progress: Progress | None = None
+) -> None:
+    """The pre-flight protocol on what the audit captured, or a note saying why it could not
+    run (the experiments' checks then report themselves as not run)."""
+    from babysit.experiments import Batch, Context, LossSpec, OptimizerSpec, Settings, run_protocol
+    from babysit.experiments.batch import loss_from_call
+
+    trace = session.trace
+    reason = None
+    loss: LossSpec | None = None
+    targets = None
+    if session.snapshot is None or session.first_batch is None:
+        reason = "no training step of a model was captured"
+    else:
+        call = session.losses.first_call
+        if call is not None and call.output_path is not None:
+            loss, targets = loss_from_call(call), call.target
+        elif session.model_returns_loss:
+            loss = LossSpec("model_output")
+        elif call is not None:
+            reason = (
+                "the model's output could not be matched to the loss input (the script "
+                "transforms it between the model and the loss)"
+            )
+        else:
+            reason = "no training loss was captured (a loss computed without torch.nn.functional)"
+    if reason is not None:
+        trace.experiments["protocol"] = {"skipped": reason}
+        for name in ("gradients", "overfit", "regularization", "batch_mixing", "verified_fixes"):
+            trace.experiments[name] = {"skipped": reason}
+        return
+    user_model, replica = session.snapshot
+    args, kwargs = session.first_batch
+    optimizer = None
+    if session.primary is not None:
+        optimizer = OptimizerSpec.of(session.primary, user_model)
+    ctx = Context(
+        model=replica,
+        batch=Batch(args, kwargs, targets),
+        loss=loss,
+        trace=trace,
+        optimizer=optimizer,
+        settings=Settings(budget=budget),
+    )
+    run_protocol(ctx, progress)
 
 
 def run_script(path: Path, args: Sequence[str]) -> Outcome:

@@ -130,6 +130,9 @@ class Check:
     requires: ClassVar[tuple[str, ...]] = ()
     #: JSON-able defaults, overridable per run.
     thresholds: ClassVar[Mapping[str, Any]] = {}
+    #: Checks whose warning/error findings explain this one: when one of them fires, this
+    #: check's findings are folded into it (a consequence is not reported as a second problem).
+    implied_by: ClassVar[tuple[str, ...]] = ()
 
     DOC_SECTIONS: ClassVar[tuple[str, ...]] = (
         "What it does",
@@ -160,6 +163,12 @@ class Check:
         absent = [section for section in self.requires if not trace.has(section)]
         if absent:
             return "no " + " / ".join(s.replace("_", " ") for s in absent) + " recorded"
+        for section in self.requires:
+            head, _, name = section.partition(".")
+            if head == "experiments" and name:
+                skipped = trace.experiments.get(name, {}).get("skipped")
+                if skipped:
+                    return f"the {name.replace('_', ' ')} experiment was skipped: {skipped}"
         return None
 
     def finding(

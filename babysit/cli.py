@@ -10,9 +10,11 @@ Exit codes (stable, documented in the README):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import traceback
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -107,6 +109,16 @@ def audit(
         Path | None,
         typer.Option("--trace", help="Also save the recorded trace (JSON) for `babysit report`."),
     ] = None,
+    preflight: Annotated[
+        bool,
+        typer.Option(
+            help="Run the pre-flight experiments (overfit a tiny batch, ...) on the model and "
+            "batch captured at the first training step."
+        ),
+    ] = True,
+    preflight_budget: Annotated[
+        float, typer.Option(help="Seconds for the pre-flight experiments.")
+    ] = 60.0,
 ) -> None:
     """Run SCRIPT unmodified under instrumentation and report what is wrong with its training.
 
@@ -117,21 +129,28 @@ def audit(
     from babysit.report import judge
 
     script_args = list(ctx.args)
-    if max_steps < 0 or max_time < 0 or sample_every < 1:
-        _usage("--max-steps and --max-time must be >= 0 and --sample-every >= 1")
+    if max_steps < 0 or max_time < 0 or sample_every < 1 or preflight_budget <= 0:
+        _usage(
+            "--max-steps and --max-time must be >= 0, --sample-every >= 1 and "
+            "--preflight-budget > 0"
+        )
     try:
         judge_args = {"select": select, "ignore": ignore}
         judge(_empty_trace(), **judge_args)  # validate selectors before running anything
         machine = fmt is not Format.text and output is None
-        trace, outcome = run_audit(
-            script,
-            script_args,
-            max_steps=max_steps or None,
-            max_time=max_time or None,
-            sample_every=sample_every,
-            # keep stdout parseable: the script's own prints go to stderr instead
-            script_stdout=sys.stderr if machine else None,
-        )
+        with _progress() as progress:
+            trace, outcome = run_audit(
+                script,
+                script_args,
+                max_steps=max_steps or None,
+                max_time=max_time or None,
+                sample_every=sample_every,
+                # keep stdout parseable: the script's own prints go to stderr instead
+                script_stdout=sys.stderr if machine else None,
+                preflight=preflight,
+                preflight_budget=preflight_budget,
+                progress=progress,
+            )
         if save_trace is not None:
             trace.save(save_trace)
         report = judge(trace, **judge_args)
@@ -240,6 +259,37 @@ def _emit(report, fmt: Format, output: Path | None) -> None:
         _usage(f"cannot write the report to {output}: {exc}")
     if fmt is not Format.text:
         report.print()  # stdout is free: the machine-readable report went to the file
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A transient progress bar on stderr for the pre-flight experiments."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("[bold]babysit pre-flight[/bold] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    task = None
+
+    def update(description: str, done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(description, total=total)
+        bar.update(task, description=description, completed=done)
+
+    try:
+        yield update
+    finally:
+        bar.stop()
 
 
 def _empty_trace():

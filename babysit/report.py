@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 from babysit import registry
 from babysit._version import __version__
-from babysit.check import Finding, Severity, iter_sorted
+from babysit.check import Check, Finding, Severity, iter_sorted
 from babysit.errors import BabysitError, FindingsError
 from babysit.trace import Trace
 
@@ -119,7 +119,46 @@ def judge(
                 {"probe": f"check {check.id}", "error": f"{type(exc).__name__}: {exc}"}
             )
     findings = [f for f in findings if not _suppressed(f, scoped)]
+    findings = fold_consequences(findings, {c.name: c for c in checks})
     return Report(trace.target, list(iter_sorted(findings)), trace, run, skipped)
+
+
+def fold_consequences(findings: list[Finding], checks: Mapping[str, type[Check]]) -> list[Finding]:
+    """Fold findings explained by another finding into it.
+
+    A zero-initialized layer also makes gradients vanish, units look dead and the tiny batch
+    impossible to overfit; reporting all five as separate problems buries the cause. Each
+    check names the checks that explain it (``implied_by``). The root finding keeps the
+    consequences in its evidence and takes the highest severity among them, so exit codes
+    do not change.
+    """
+    loud = {f.name for f in findings if f.severity >= Severity.WARNING}
+
+    def root_of(name: str, seen: frozenset[str] = frozenset()) -> str | None:
+        check = checks.get(name)
+        for cause in check.implied_by if check else ():
+            if cause in loud and cause not in seen:
+                return root_of(cause, seen | {name}) or cause
+        return None
+
+    kept: list[Finding] = []
+    folded: dict[str, list[Finding]] = {}
+    for finding in findings:
+        root = root_of(finding.name)
+        if root is None:
+            kept.append(finding)
+        else:
+            folded.setdefault(root, []).append(finding)
+    result = []
+    for finding in kept:
+        consequences = folded.pop(finding.name, None)
+        if consequences and finding.severity >= Severity.WARNING:
+            severity = max([finding.severity, *(c.severity for c in consequences)])
+            evidence = dict(finding.evidence)
+            evidence["also_explains"] = [f"{c.name}: {c.message}" for c in consequences]
+            finding = replace(finding, severity=severity, evidence=evidence)
+        result.append(finding)
+    return result
 
 
 def _resolve_thresholds(

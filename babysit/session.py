@@ -9,6 +9,7 @@ restores every wrapped function; it is idempotent and runs from ``finally`` bloc
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -67,17 +68,29 @@ class ModelWatch:
         if batch is not None and batch.dim() > 0:
             recorder.series("batch_size", int(batch.shape[0]))
         if session.capture_batch and session.first_batch is None:
-            session.first_batch = _snapshot(args, kwargs)
-            recorder.trace.facts["first_batch"] = _describe_batch(args, kwargs)
+            session.capture_init(self.model, args, kwargs)
         if recorder.sampling and first_of_step:
             self.observe_inputs(args, kwargs)
             self.activations.begin()
 
     def root_post(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         self.activations.end()
+        session = self.session
         loss = _model_loss(output)
         if loss is not None:
-            self.session.losses.observe_model_loss(loss)
+            session.losses.observe_model_loss(loss)
+            if session.snapshot is not None and session.snapshot[0] is self.model:
+                session.model_returns_loss = True
+        if (
+            session.capture_batch
+            and session.losses.first_call is None
+            and session.snapshot is not None
+            and session.snapshot[0] is self.model
+            and module.training
+            and torch.is_grad_enabled()
+        ):
+            # held only until the first loss call says how it used the output
+            session.first_output = output
 
     def remove(self) -> None:
         for handle in self.handles:
@@ -107,7 +120,12 @@ class Session:
         self.discover = discover
         self.capture_batch = capture_batch
         self.first_batch: tuple[Any, Any] | None = None
+        #: (the user's model, a deep copy of it taken at its first training forward)
+        self.snapshot: tuple[nn.Module, nn.Module] | None = None
+        self.first_output: Any = None
+        self.model_returns_loss = False
         self.losses = LossProbe(self.recorder)
+        self.losses.on_first_call = self._match_first_loss
         self.loaders = LoaderProbe(self.recorder)
         self.models: dict[int, ModelWatch] = {}
         self.optimizers: dict[int, torch.optim.Optimizer] = {}
@@ -200,6 +218,28 @@ class Session:
         if self.primary is None:
             self.primary = optimizer
 
+    def capture_init(self, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Keep the first training batch and the model as it is before any update: the
+        pre-flight experiments of ``babysit audit`` run on them after the script."""
+        self.first_batch = _snapshot(args, kwargs)
+        self.trace.facts["first_batch"] = _describe_batch(args, kwargs)
+        try:
+            replica = copy.deepcopy(model)
+        except Exception as exc:
+            self.trace.notes.append(f"the model could not be copied for experiments: {exc}")
+            return
+        from babysit.experiments.context import strip_babysit_hooks
+
+        strip_babysit_hooks(replica)
+        self.snapshot = (model, replica)
+
+    def _match_first_loss(self, call: Any, prediction: torch.Tensor) -> None:
+        from babysit.experiments.batch import match_output
+
+        if self.first_output is not None:
+            call.output_path = match_output(self.first_output, prediction)
+        self.first_output = None
+
     def on_training_forward(self) -> None:
         """Without any optimizer (manual updates), each training forward is a step."""
         if self.primary is None and self._training_forwards > 0:
@@ -209,6 +249,7 @@ class Session:
 
     # -- hooks -------------------------------------------------------------------------------
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.first_output = None  # never hold a step's graph past its optimizer step
         if id(optimizer) not in self.optimizers:
             if not (self.discover or self._shares_parameters(optimizer)):
                 return

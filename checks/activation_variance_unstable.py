@@ -8,6 +8,7 @@ from typing import Any
 from babysit.check import Check, Finding, Severity
 from babysit.layerstats import LayerSignal, signal_chain
 from babysit.trace import Trace
+from babysit.verified import verified_fix
 
 
 class ActivationVarianceUnstable(Check):
@@ -79,6 +80,7 @@ class ActivationVarianceUnstable(Check):
     severity = Severity.WARNING
     summary = "activation variance vanishes or explodes through depth at init"
     requires = ("layers",)
+    implied_by = ("symmetric-init",)
     thresholds = {
         "vanishing_ratio": 1e-4,
         "exploding_ratio": 30.0,
@@ -98,12 +100,13 @@ class ActivationVarianceUnstable(Check):
         vanish, explode = thresholds["vanishing_ratio"], thresholds["exploding_ratio"]
         if high.relative > explode:
             crossed = next(layer for layer in hidden if layer.relative > explode)
-            yield self._finding(chain, hidden, crossed, "explodes", explode, thresholds)
+            yield self._finding(trace, chain, hidden, crossed, "explodes", explode, thresholds)
         elif low.relative < vanish:
             crossed = next(layer for layer in hidden if layer.relative < vanish)
-            yield self._finding(chain, hidden, crossed, "vanishes", vanish, thresholds)
+            yield self._finding(trace, chain, hidden, crossed, "vanishes", vanish, thresholds)
         elif low.relative < thresholds["info_ratio"]:
             yield self._finding(
+                trace,
                 chain,
                 hidden,
                 low,
@@ -115,6 +118,7 @@ class ActivationVarianceUnstable(Check):
 
     def _finding(
         self,
+        trace: Trace,
         chain: list[LayerSignal],
         hidden: list[LayerSignal],
         crossed: LayerSignal,
@@ -168,8 +172,10 @@ class ActivationVarianceUnstable(Check):
                 f"{depth}) it is {crossed.relative:.2g}× the input std (threshold "
                 f"{limit:g}).{weight_note}"
             )
+        verified, extra = verified_fix(trace, self.name)
+        evidence.update(extra)
         return self.finding(
-            message,
+            message + verified,
             _fix(hidden),
             evidence=evidence,
             layer=culprit.name,

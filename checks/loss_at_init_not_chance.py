@@ -75,6 +75,7 @@ class LossAtInitNotChance(Check):
     severity = Severity.WARNING
     summary = "the first training loss is far from the chance-level loss"
     requires = ("losses",)
+    implied_by = ("unnormalized-inputs",)
     thresholds = {
         "ratio_above": 1.5,
         "margin_above": 0.3,

@@ -5,6 +5,7 @@ from typing import Any
 
 from babysit.check import Check, Finding, Severity
 from babysit.trace import Trace
+from babysit.verified import verified_fix
 
 
 class UnnormalizedInputs(Check):
@@ -113,8 +114,10 @@ class UnnormalizedInputs(Check):
                 "median over features)"
             )
         if problems:
+            verified, extra = verified_fix(trace, self.name)
+            evidence.update(extra)
             yield self.finding(
-                "Input batch " + _shape(batch) + ": " + "; ".join(problems) + ".",
+                "Input batch " + _shape(batch) + ": " + "; ".join(problems) + "." + verified,
                 _fix(batch, raw_pixels),
                 evidence=evidence,
             )

@@ -23,6 +23,18 @@ mean and standard deviation of the *training* split.
                   (it still has H*W values per channel) but normalizes it with
                   that one image's statistics and folds them into its running
                   statistics, right before every validation pass.
+  detached-layer  a `.detach()` left in forward() after the first conv block:
+                  no gradient reaches that block's Conv2d and BatchNorm2d
+                  parameters, so they keep their random init. The later blocks
+                  and the head still learn, so training "works", only worse.
+  batch-mixing    the pooled (N, C, 1, 1) features are flattened with
+                  `x.view(x.size(1), -1).t()` instead of `x.flatten(1)`. The
+                  shape is right, (N, C), but each row now holds features of
+                  other images in the batch, so a prediction depends on the
+                  rest of its batch.
+  ignores-input   a debugging line `x = torch.zeros_like(x)` left at the top of
+                  forward(): the images never reach the network, its output is
+                  the same for every input and accuracy stays at chance.
 
 Example:
     python examples/cnn_classifier.py
@@ -37,7 +49,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-BUGS = ["none", "raw-pixels", "batch-size-one"]
+BUGS = ["none", "raw-pixels", "batch-size-one", "detached-layer", "batch-mixing", "ignores-input"]
 
 
 def parse_args():
@@ -102,8 +114,9 @@ def make_bar_images(n, generator):
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, num_classes=NUM_CLASSES, channels=(16, 32, 64)):
+    def __init__(self, num_classes=NUM_CLASSES, channels=(16, 32, 64), bug="none"):
         super().__init__()
+        self.bug = bug  # which --bug to inject in forward(), if any
         blocks = []
         in_ch = 3
         for out_ch in channels:
@@ -121,8 +134,26 @@ class SmallCNN(nn.Module):
         self.head = nn.Linear(in_ch, num_classes)
 
     def forward(self, x):
-        x = self.pool(self.features(x)).flatten(1)
-        return self.head(x)
+        if self.bug == "ignores-input":
+            # BUG: left over from debugging a shape error with a blank batch;
+            # the real images never reach the network.
+            x = torch.zeros_like(x)
+        if self.bug == "detached-layer":
+            # BUG: the first block's feature maps were once plotted with
+            # `x.detach().cpu()`, and the `.detach()` stayed in the main path:
+            # the graph is cut after block 1, so its Conv2d and BatchNorm2d
+            # parameters never get a gradient and keep their random init.
+            x = self.features[:4](x).detach()  # block 1: conv, BN, ReLU, pool
+            x = self.features[4:](x)
+        else:
+            x = self.features(x)
+        x = self.pool(x)  # (N, C, 1, 1)
+        if self.bug == "batch-mixing":
+            # BUG: meant "(N, C, 1, 1) -> (N, C)". view() re-reads the memory
+            # as (C, N), whose rows are not images, and .t() only fixes the
+            # shape: row i now mixes the features of several images.
+            return self.head(x.view(x.size(1), -1).t())
+        return self.head(x.flatten(1))
 
 
 # ---------------------------------------------------------------------------
@@ -183,7 +214,7 @@ def main():
     )
     val_loader = DataLoader(TensorDataset(x_val, y_val), batch_size=256)
 
-    model = SmallCNN().to(device)
+    model = SmallCNN(bug=args.bug).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
 

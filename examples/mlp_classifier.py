@@ -30,6 +30,21 @@ with the mean and standard deviation of the *training* split before training.
                           single sample, and BatchNorm1d raises
                           "ValueError: Expected more than 1 value per channel
                           when training" at the end of the first epoch.
+  softmax-before-loss     the model ends with nn.Softmax(dim=1), but the loss is
+                          still nn.CrossEntropyLoss, which applies log-softmax
+                          itself and expects raw logits. The loss at init still
+                          looks right (~ln(10)), but it can never get below
+                          ln(1 + 9/e) ~= 1.46, and the gradients are damped.
+  zero-init               every Linear weight and bias is initialised to zero.
+                          All hidden units compute the same thing (zero), get
+                          the same (zero) gradient and stay identical: only the
+                          head's bias learns, and accuracy stays at chance.
+  tanh-huge-init          the hidden nonlinearity is nn.Tanh and the hidden
+                          Linear weights are drawn from N(0, 1) (std=1.0 instead
+                          of ~1/sqrt(fan_in)), so at init about half of the
+                          tanh inputs (two thirds in layers 2 and 3) are beyond
+                          +-5: those units are saturated and pass almost no
+                          gradient.
 
 Example:
     python examples/mlp_classifier.py
@@ -44,7 +59,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-BUGS = ["none", "overconfident-init", "deep-tiny-init", "raw-features", "batchnorm-trailing-one"]
+BUGS = [
+    "none",
+    "overconfident-init",
+    "deep-tiny-init",
+    "raw-features",
+    "batchnorm-trailing-one",
+    "softmax-before-loss",
+    "zero-init",
+    "tanh-huge-init",
+]
 
 
 def parse_args():
@@ -110,7 +134,16 @@ def make_tabular_data(n, generator):
 
 
 class MLP(nn.Module):
-    def __init__(self, in_features, hidden, n_layers, num_classes, batchnorm=False):
+    def __init__(
+        self,
+        in_features,
+        hidden,
+        n_layers,
+        num_classes,
+        batchnorm=False,
+        activation=nn.ReLU,
+        softmax_output=False,
+    ):
         super().__init__()
         layers = []
         width = in_features
@@ -118,11 +151,17 @@ class MLP(nn.Module):
             layers.append(nn.Linear(width, hidden))
             if batchnorm:
                 layers.append(nn.BatchNorm1d(hidden))
-            layers.append(nn.ReLU())
+            layers.append(activation())
             width = hidden
         self.body = nn.Sequential(*layers)
-        # Raw logits: nn.CrossEntropyLoss applies log-softmax itself.
-        self.head = nn.Linear(width, num_classes)
+        if softmax_output:
+            # BUG: "a classifier outputs probabilities", so the model ends with
+            # a softmax. But nn.CrossEntropyLoss applies log-softmax itself and
+            # expects raw logits: it now computes log_softmax(softmax(z)).
+            self.head = nn.Sequential(nn.Linear(width, num_classes), nn.Softmax(dim=1))
+        else:
+            # Raw logits: nn.CrossEntropyLoss applies log-softmax itself.
+            self.head = nn.Linear(width, num_classes)
 
     def forward(self, x):
         return self.head(self.body(x))
@@ -187,7 +226,15 @@ def main():
     n_layers = args.n_layers
     if args.bug == "deep-tiny-init":
         n_layers = 8  # a deep plain net, no normalization layers
-    model = MLP(NUM_FEATURES, args.hidden, n_layers, NUM_CLASSES, batchnorm=args.batchnorm)
+    model = MLP(
+        NUM_FEATURES,
+        args.hidden,
+        n_layers,
+        NUM_CLASSES,
+        batchnorm=args.batchnorm,
+        activation=nn.Tanh if args.bug == "tanh-huge-init" else nn.ReLU,
+        softmax_output=args.bug == "softmax-before-loss",
+    )
 
     if args.bug == "overconfident-init":
         # BUG: meant LeCun init, std = 1/sqrt(fan_in) ~= 0.09, but wrote
@@ -202,6 +249,25 @@ def main():
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.01)
                 nn.init.zeros_(m.bias)
+    elif args.bug == "zero-init":
+        # BUG: "start from a neutral model, like logistic regression". With
+        # every weight at zero all hidden units in a layer are identical and
+        # get identical gradients (here exactly zero: ReLU(0) = 0 and the next
+        # weight is 0), so the symmetry is never broken and nothing but the
+        # head's bias can learn.
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.zeros_(m.weight)
+                nn.init.zeros_(m.bias)
+    elif args.bug == "tanh-huge-init":
+        # BUG: "weights ~ N(0, 1)", copied from a textbook formula that was
+        # meant to be scaled by 1/sqrt(fan_in). With fan_in = 20 and 128 the
+        # tanh inputs have a std of ~4.5 and ~10, so many of them (two thirds
+        # after the first layer) sit on the flat tails of tanh (|x| >= 5, where
+        # tanh'(x) < 2e-4).
+        for m in model.body.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=1.0)
 
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)

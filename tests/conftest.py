@@ -7,6 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+# Tiny models gain nothing from intra-op threads, and on a shared 2-core machine oversubscribed
+# OpenMP threads make them 50x slower.
+torch.set_num_threads(1)
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 

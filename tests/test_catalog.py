@@ -53,7 +53,14 @@ def test_readme_catalog_table_is_in_sync_with_the_registry():
 
 
 def test_selectors():
-    assert [c.id for c in registry.select("BS1")] == ["BS101", "BS102"]
+    assert [c.id for c in registry.select("BS10")] == [
+        "BS101",
+        "BS102",
+        "BS103",
+        "BS104",
+        "BS105",
+        "BS106",
+    ]
     assert [c.name for c in registry.select(["unnormalized-inputs"])] == ["unnormalized-inputs"]
     assert "BS201" not in {c.id for c in registry.select(ignore="BS2")}
     from babysit.errors import BabysitError

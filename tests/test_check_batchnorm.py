@@ -79,7 +79,11 @@ def test_batchnorm1d_batch_of_one_crash_is_explained():
 def test_preflight_batch_of_one_reports_instead_of_crashing():
     model = mlp(depth=2, batchnorm=True)
     report = babysit.check(
-        model, torch.randn(1, 20), torch.tensor([3]), loss_fn=nn.CrossEntropyLoss()
+        model,
+        torch.randn(1, 20),
+        torch.tensor([3]),
+        loss_fn=nn.CrossEntropyLoss(),
+        experiments=False,
     )
     [finding] = findings_named(report, NAME)
     assert "Expected more than 1 value per channel" in finding.message
@@ -96,7 +100,11 @@ def test_small_batches_warn():
 def test_preflight_trains_a_copy_and_leaves_an_eval_model_in_eval_mode():
     model = SmallCNN().eval()
     report = babysit.check(
-        model, torch.randn(1, 3, 8, 8), torch.tensor([1]), loss_fn=nn.CrossEntropyLoss()
+        model,
+        torch.randn(1, 3, 8, 8),
+        torch.tensor([1]),
+        loss_fn=nn.CrossEntropyLoss(),
+        experiments=False,
     )
     # check() runs a copy in training mode, where a single sample is a problem
     assert findings_named(report, NAME)

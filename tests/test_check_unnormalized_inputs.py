@@ -17,7 +17,7 @@ def _images(n=32, seed=0):
 
 def test_quiet_on_standardized_features():
     x, y = blobs()
-    report = babysit.check(mlp(), x, y, loss_fn=nn.CrossEntropyLoss())
+    report = babysit.check(mlp(), x, y, loss_fn=nn.CrossEntropyLoss(), experiments=False)
     assert findings_named(report, NAME) == []
     assert NAME in report.checks_run
 
@@ -27,13 +27,17 @@ def test_quiet_on_normalized_images():
     mean = raw.mean(dim=(0, 2, 3), keepdim=True)
     std = raw.std(dim=(0, 2, 3), keepdim=True)
     y = torch.randint(0, 4, (32,))
-    report = babysit.check(SmallCNN(), (raw - mean) / std, y, loss_fn=nn.CrossEntropyLoss())
+    report = babysit.check(
+        SmallCNN(), (raw - mean) / std, y, loss_fn=nn.CrossEntropyLoss(), experiments=False
+    )
     assert findings_named(report, NAME) == []
 
 
 def test_fires_on_raw_pixels_and_suggests_normalize_values():
     y = torch.randint(0, 4, (32,))
-    report = babysit.check(SmallCNN(), _images(), y, loss_fn=nn.CrossEntropyLoss())
+    report = babysit.check(
+        SmallCNN(), _images(), y, loss_fn=nn.CrossEntropyLoss(), experiments=False
+    )
     [finding] = findings_named(report, NAME)
     assert finding.severity is Severity.WARNING
     assert "raw 0–255 pixel" in finding.message
@@ -47,7 +51,7 @@ def test_fires_on_features_with_wildly_different_scales():
     x = x.clone()
     x[:, 0] = x[:, 0] * 5000 + 40000  # "income"
     x[:, 1] = x[:, 1] * 0.001  # a ratio
-    report = babysit.check(mlp(), x, y, loss_fn=nn.CrossEntropyLoss())
+    report = babysit.check(mlp(), x, y, loss_fn=nn.CrossEntropyLoss(), experiments=False)
     [finding] = findings_named(report, NAME)
     assert "large scale" in finding.message
     assert "different scales" in finding.message
@@ -56,14 +60,16 @@ def test_fires_on_features_with_wildly_different_scales():
 
 def test_fires_on_large_offsets():
     x, y = blobs()
-    report = babysit.check(mlp(), x + 8.0, y, loss_fn=nn.CrossEntropyLoss())
+    report = babysit.check(mlp(), x + 8.0, y, loss_fn=nn.CrossEntropyLoss(), experiments=False)
     [finding] = findings_named(report, NAME)
     assert "far from zero" in finding.message
 
 
 def test_images_in_unit_range_are_info_only():
     y = torch.randint(0, 4, (32,))
-    report = babysit.check(SmallCNN(), _images() / 255.0, y, loss_fn=nn.CrossEntropyLoss())
+    report = babysit.check(
+        SmallCNN(), _images() / 255.0, y, loss_fn=nn.CrossEntropyLoss(), experiments=False
+    )
     [finding] = findings_named(report, NAME)
     assert finding.severity is Severity.INFO
     assert report.ok
@@ -81,6 +87,6 @@ def test_integer_token_ids_are_ignored():
 
     ids = torch.randint(0, 1000, (16, 12))
     y = torch.randint(0, 5, (16,))
-    report = babysit.check(Tagger(), ids, y, loss_fn=nn.CrossEntropyLoss())
+    report = babysit.check(Tagger(), ids, y, loss_fn=nn.CrossEntropyLoss(), experiments=False)
     assert findings_named(report, NAME) == []
     assert report.trace.inputs[0]["floating"] is False

@@ -85,8 +85,11 @@ def test_text_report_has_summary_panels_and_chart():
     from babysit.reporters.text import render
 
     text = render(_reports()[1])
-    assert "2 warnings" in text
+    assert "1 error, 1 warning" in text
     assert "BS102 activation-variance-unstable" in text
+    # the tiny batch cannot be overfit *because* the activations vanish: one finding, not two
+    assert "this also explains" in text and "cannot-overfit-tiny-batch" in text
+    assert "pre-flight experiments" in text
     assert "evidence" in text and "fix" in text
     assert "activation std relative to the input" in text
 
@@ -94,8 +97,9 @@ def test_text_report_has_summary_panels_and_chart():
 def test_exit_codes_follow_fail_on():
     clean, buggy, one = _reports()
     assert clean.exit_code("error") == 0 and clean.ok
-    assert buggy.exit_code("error") == 0
+    assert buggy.exit_code("error") == 1  # a 9-layer net at std 0.01 cannot overfit
     assert buggy.exit_code("warning") == 1
+    assert clean.exit_code("warning") == 0
     assert one.exit_code("error") == 1
     assert one.exit_code("never") == 0
     with pytest.raises(ValueError):

@@ -35,6 +35,22 @@ def first_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
+#: |pre-activation| at or above which tanh/sigmoid count as saturated (DeepDiagnosis).
+SATURATION_LEVEL = 5.0
+
+
+def unit_dim(x: torch.Tensor) -> int:
+    """The dimension that indexes units: channels for conv maps, features otherwise."""
+    return 1 if x.dim() in (2, 4, 5) else x.dim() - 1
+
+
+def dead_fraction(x: torch.Tensor) -> torch.Tensor:
+    """Fraction of units never positive anywhere in the batch (and feature map)."""
+    d = unit_dim(x)
+    active = (x > 0).movedim(d, 0).reshape(x.shape[d], -1).any(dim=1)
+    return 1.0 - active.to(torch.float32).mean()
+
+
 def _moments(x: torch.Tensor, zeros: bool) -> list[torch.Tensor]:
     n = max(x.numel(), 1)
     mean = x.mean(dtype=torch.float32)
@@ -83,6 +99,7 @@ class ActivationProbe:
     def _make_hook(self, name: str, module: nn.Module, kind: str | None, info: dict[str, Any]):
         weight_layer = is_weight_layer(module)
         rectifier = kind in ("relu", "leaky_relu")
+        saturating = kind in ("tanh", "sigmoid")
         key = id(module)
 
         def hook(mod: nn.Module, args: tuple[Any, ...], output: Any) -> None:
@@ -95,7 +112,17 @@ class ActivationProbe:
             out = first_tensor(output)
             if out is None or not out.is_floating_point():
                 return
-            parts = _moments(out.detach(), zeros=rectifier)
+            out = out.detach()
+            parts = _moments(out, zeros=rectifier)
+            units = int(out.shape[unit_dim(out)]) if out.dim() >= 2 else 0
+            per_unit = out.numel() // units if units else 0
+            if rectifier and units:
+                parts.append(dead_fraction(out))
+            pre = first_tensor(args) if saturating else None
+            has_pre = pre is not None and pre.is_floating_point()
+            if has_pre:
+                level = (pre.detach().abs() >= SATURATION_LEVEL).sum(dtype=torch.float32)
+                parts.append(level / max(pre.numel(), 1))
             source = first_tensor(args) if weight_layer else None
             has_input = source is not None and source.is_floating_point()
             if has_input:
@@ -115,6 +142,11 @@ class ActivationProbe:
                 rest = values[2:]
                 if rectifier:
                     sample["zero_frac"], rest = rest[0], rest[1:]
+                    if units:
+                        sample["dead_frac"], rest = rest[0], rest[1:]
+                        sample["samples_per_unit"] = per_unit
+                if has_pre:
+                    sample["saturated_frac"], rest = rest[0], rest[1:]
                 if has_input:
                     in_mean, in_second, in_zero = rest
                     sample["in_mean"] = in_mean

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,7 +41,9 @@ class LossProbe:
         self.training_calls = 0
         self.eval_calls = 0
         self.calls_this_forward = 0
-        self.first_targets: Any = None
+        self.first_call: LossCall | None = None
+        #: called with (call, prediction) when the first training loss call is captured
+        self.on_first_call: Callable[[LossCall, torch.Tensor], None] | None = None
         self._originals: dict[str, Callable[..., Any]] = {}
 
     def install(self) -> None:
@@ -55,17 +58,22 @@ class LossProbe:
         self._originals.clear()
 
     def _wrap(self, kind: str, original: Callable[..., Any]) -> Callable[..., Any]:
-        observe = self.recorder.guard(self.name, self._observe)
+        begin = self.recorder.guard(self.name, self._begin)
+        finish = self.recorder.guard(self.name, self._finish)
 
         @functools.wraps(original)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            outer = self.depth == 0
+            # Targets are summarized before the call: an out-of-range class index makes
+            # cross_entropy raise, and the report should still explain why.
+            event = begin(kind, original, args, kwargs) if outer else None
             self.depth += 1
             try:
                 result = original(*args, **kwargs)
             finally:
                 self.depth -= 1
-            if self.depth == 0:
-                observe(kind, args, kwargs, result)
+            if outer:
+                finish(kind, event, result)
             return result
 
         wrapper.__babysit_original__ = original  # type: ignore[attr-defined]
@@ -74,11 +82,59 @@ class LossProbe:
     def observe_model_loss(self, loss: torch.Tensor) -> None:
         """A loss returned by the model itself (``output.loss``), when no function call was seen."""
         if self.calls_this_forward == 0:
-            self._observe("model_output", (), {}, loss)
+            event = self._begin("model_output", None, (loss,), {})
+            self._finish("model_output", event, loss)
 
-    def _observe(
-        self, kind: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any
-    ) -> None:
+    def _begin(
+        self,
+        kind: str,
+        original: Callable[..., Any] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """Open a detailed event for the first few calls; None for the rest."""
+        prediction = _arg(args, kwargs, 0, "input")
+        if not isinstance(prediction, torch.Tensor):
+            return None
+        training = torch.is_grad_enabled() and prediction.requires_grad
+        if training:
+            if self.training_calls >= DETAILED_CALLS:
+                return None
+            self.training_calls += 1
+        else:
+            if self.eval_calls >= DETAILED_EVAL_CALLS:
+                return None
+            self.eval_calls += 1
+        recorder = self.recorder
+        event: dict[str, Any] = {"step": recorder.step, "kind": kind, "training": training}
+        where = user_frame()
+        if where:
+            event["file"], event["line"] = where
+        recorder.trace.losses.append(event)
+        if kind == "model_output":
+            return event
+        target = _arg(args, kwargs, 1, "target")
+        event["reduction"] = _reduction(kwargs)
+        event["prediction_shape"] = list(prediction.shape)
+        if isinstance(target, torch.Tensor):
+            event["target_shape"] = list(target.shape)
+            event["target_dtype"] = str(target.dtype).replace("torch.", "")
+            if training and self.first_call is None and original is not None:
+                self.first_call = LossCall.capture(kind, original, target, args, kwargs)
+                if self.on_first_call is not None:
+                    self.on_first_call(self.first_call, prediction)
+            with torch.no_grad():
+                if kind in CLASSIFICATION:
+                    _classification_stats(
+                        event, prediction.detach(), target.detach(), kwargs, recorder
+                    )
+                elif kind in BINARY:
+                    _binary_stats(event, prediction.detach(), target.detach(), recorder)
+                elif kind in REGRESSION:
+                    _regression_stats(event, prediction.detach(), target.detach(), recorder)
+        return event
+
+    def _finish(self, kind: str, event: dict[str, Any] | None, result: Any) -> None:
         if not isinstance(result, torch.Tensor) or not result.is_floating_point():
             return
         self.calls_this_forward += 1
@@ -86,47 +142,47 @@ class LossProbe:
         value = result.detach()
         if value.numel() != 1:
             value = value.float().mean()
-        recorder = self.recorder
-        recorder.series("loss" if training else "eval_loss", value)
-        if training:
-            if self.training_calls >= DETAILED_CALLS:
-                return
-            self.training_calls += 1
-        else:
-            if self.eval_calls >= DETAILED_EVAL_CALLS:
-                return
-            self.eval_calls += 1
-        event: dict[str, Any] = {"step": recorder.step, "kind": kind, "training": training}
-        where = user_frame()
-        if where:
-            event["file"], event["line"] = where
-        recorder.trace.losses.append(event)
+        self.recorder.series("loss" if training else "eval_loss", value)
+        if event is not None:
 
-        def store_value(values: list[float]) -> None:
-            event["value"] = values[0]
+            def store_value(values: list[float]) -> None:
+                event["value"] = values[0]
 
-        recorder.defer(value.reshape(()), store_value)
-        if kind == "model_output":
-            return
-        prediction = _arg(args, kwargs, 0, "input")
-        target = _arg(args, kwargs, 1, "target")
-        event["reduction"] = _reduction(kwargs)
-        if isinstance(prediction, torch.Tensor):
-            event["prediction_shape"] = list(prediction.shape)
-        if isinstance(target, torch.Tensor):
-            event["target_shape"] = list(target.shape)
-            event["target_dtype"] = str(target.dtype).replace("torch.", "")
-            if training and self.first_targets is None:
-                self.first_targets = target.detach()
-        if not (isinstance(prediction, torch.Tensor) and isinstance(target, torch.Tensor)):
-            return
-        with torch.no_grad():
-            if kind in CLASSIFICATION:
-                _classification_stats(event, prediction.detach(), target.detach(), kwargs, recorder)
-            elif kind in BINARY:
-                _binary_stats(event, prediction.detach(), target.detach(), recorder)
-            elif kind in REGRESSION:
-                _regression_stats(event, prediction.detach(), target.detach(), recorder)
+            self.recorder.defer(value.reshape(()), store_value)
+
+
+@dataclass
+class LossCall:
+    """The first training loss call, kept (detached) so experiments can compute the same loss.
+
+    ``output_path`` says how the model's output became the loss input: ``None`` when it could
+    not be matched, otherwise a tuple of steps (``("key", k)`` and/or ``("reshape", shape)``).
+    """
+
+    kind: str
+    function: Callable[..., Any]
+    target: torch.Tensor
+    extra_args: tuple[Any, ...]
+    options: dict[str, Any]
+    output_path: tuple[tuple[Any, ...], ...] | None = None
+
+    @classmethod
+    def capture(
+        cls,
+        kind: str,
+        function: Callable[..., Any],
+        target: torch.Tensor,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> LossCall:
+        def detach(value: Any) -> Any:
+            return value.detach().clone() if isinstance(value, torch.Tensor) else value
+
+        options = {k: detach(v) for k, v in kwargs.items() if k not in ("input", "target")}
+        return cls(kind, function, detach(target), tuple(detach(a) for a in args[2:]), options)
+
+    def __call__(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.function(prediction, target, *self.extra_args, **self.options)
 
 
 def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str) -> Any:
@@ -177,13 +233,20 @@ def _classification_stats(
             0, t.clamp(0, num_classes - 1), weights
         )
         n = weights.sum()
-    payload = torch.cat([torch.stack([out_of_range, n, logit_std.to(n.device)]), counts])
+        big = torch.iinfo(torch.long)
+        low = torch.where(valid, t, torch.full_like(t, big.max)).min().float()
+        high = torch.where(valid, t, torch.full_like(t, big.min)).max().float()
+        t_range = torch.stack([low, high]) if t.numel() else n.new_zeros(2)
+    if target.is_floating_point():
+        t_range = torch.stack([probs.min(), probs.max()])
+    payload = torch.cat([torch.stack([out_of_range, n, logit_std.to(n.device)]), t_range, counts])
 
     def store(values: list[float]) -> None:
         event["targets_out_of_range"] = int(values[0])
         event["num_targets"] = int(values[1])
         event["prediction_std"] = values[2]
-        event["class_counts"] = values[3:]
+        event["target_range"] = values[3:5]
+        event["class_counts"] = values[5:]
 
     recorder.defer(payload, store)
 
@@ -200,6 +263,8 @@ def _binary_stats(
     payload = torch.stack(
         [
             out_of_range,
+            t.min(),
+            t.max(),
             t.new_full((), float(t.numel())),
             entropy.mean(),
             t.clamp(0, 1).mean(),
@@ -209,10 +274,11 @@ def _binary_stats(
 
     def store(values: list[float]) -> None:
         event["targets_out_of_range"] = int(values[0])
-        event["num_targets"] = int(values[1])
-        event["prior_entropy"] = values[2]
-        event["positive_rate"] = values[3]
-        event["prediction_std"] = values[4]
+        event["target_range"] = values[1:3]
+        event["num_targets"] = int(values[3])
+        event["prior_entropy"] = values[4]
+        event["positive_rate"] = values[5]
+        event["prediction_std"] = values[6]
         event["uniform_loss"] = math.log(2)
 
     recorder.defer(payload, store)

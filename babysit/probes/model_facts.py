@@ -120,16 +120,22 @@ def describe_model(model: nn.Module, recorder: Recorder, label: str) -> dict[str
         with torch.no_grad():
             w = weight.detach().float()
             rows = w.reshape(w.shape[0], -1)
+            zero = w.new_zeros(())
             stats = torch.stack(
-                [w.std(), w.mean(), w.abs().max(), rows.std(dim=0).max()]
-                if rows.shape[0] > 1
-                else [w.std(), w.mean(), w.abs().max(), w.new_zeros(())]
+                [
+                    w.std() if w.numel() > 1 else zero,
+                    w.mean(),
+                    w.abs().max(),
+                    # 0 when every output unit has the same incoming weights
+                    rows.std(dim=0).max() if rows.shape[0] > 1 else zero,
+                    # 0 when every input reaches a unit with the same weight
+                    rows.std(dim=1).max() if rows.shape[1] > 1 else zero,
+                ]
             )
 
         def store(values: list[float], info: dict[str, Any] = info) -> None:
             info["weight_std"], info["weight_mean"], info["weight_absmax"] = values[:3]
-            # 0 when every output unit has identical incoming weights (broken symmetry check).
-            info["weight_row_spread"] = values[3]
+            info["weight_row_spread"], info["weight_col_spread"] = values[3:5]
 
         recorder.defer(stats, store)
     return facts

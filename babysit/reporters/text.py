@@ -64,6 +64,9 @@ def renderables(report: Report, *, verbose: bool = False) -> list[Any]:
     items: list[Any] = [_summary_text(report)]
     for finding in report.findings:
         items.append(_panel(finding))
+    experiments = experiment_summary(report)
+    if experiments is not None:
+        items.append(experiments)
     if "activation-variance-unstable" in report.checks_run:
         chart = activation_chart(report)
         if chart is not None:
@@ -118,14 +121,20 @@ def _panel(finding: Finding) -> Panel:
     body: list[Any] = [Text(finding.message)]
     if finding.location:
         body.append(Text(f"at {finding.location}", style="dim"))
-    if finding.evidence:
+    evidence = {k: v for k, v in finding.evidence.items() if k != "also_explains"}
+    if evidence:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="dim")
         table.add_column()
-        for key, value in finding.evidence.items():
-            table.add_row(key, _format_value(value))
+        for key, value in evidence.items():
+            table.add_row(key, Text(_format_value(value)))
         body.append(Text("evidence", style="bold"))
         body.append(table)
+    consequences = finding.evidence.get("also_explains")
+    if consequences:
+        body.append(Text("this also explains", style="bold"))
+        for line in consequences:
+            body.append(Text(f"  • {line}"))
     body.append(Text("fix", style="bold"))
     body.append(Markdown(finding.fix))
     title = Text.assemble(
@@ -134,6 +143,60 @@ def _panel(finding: Finding) -> Panel:
         (finding.name, style),
     )
     return Panel(Group(*body), title=title, title_align="left", border_style=style)
+
+
+def experiment_lines(experiments: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(experiment, status, what it measured) for the pre-flight protocol's results."""
+    rows = []
+    for name, result in experiments.items():
+        if name == "protocol" or not isinstance(result, dict):
+            continue
+        label = name.replace("_", " ")
+        if "skipped" in result:
+            rows.append((label, "skipped", result["skipped"]))
+            continue
+        rows.append((label, "ran", _measured(name, result)))
+    return rows
+
+
+def _measured(name: str, result: dict[str, Any]) -> str:
+    if name in ("overfit", "regularization") and result.get("initial_loss") is not None:
+        text = (
+            f"{result['steps']} steps: loss {result['initial_loss']:.3g} → "
+            f"{result['final_loss']:.3g}"
+        )
+        if result.get("samples"):
+            text = f"{result['samples']} samples, {text}"
+        if result.get("accuracy") is not None:
+            text += f", accuracy {result['accuracy']:.0%}"
+        return text
+    if name == "regularization":
+        return result.get("skipped_run", "")
+    if name == "gradients":
+        bad = sum(len(result.get(k) or []) for k in ("no_grad", "zero_grad", "not_in_optimizer"))
+        return f"{result['parameters']} parameter tensors, {bad} without a working gradient"
+    if name == "batch_mixing":
+        worst = max((r["others_max"] for r in result.get("rows", [])), default=0.0)
+        return f"{result['samples']} samples, largest cross-sample gradient {worst:.3g}"
+    if name == "verified_fixes":
+        return ", ".join(sorted(k for k in result if k != "seconds"))
+    return ""
+
+
+def experiment_summary(report: Report) -> Panel | None:
+    rows = experiment_lines(report.trace.experiments)
+    if not rows:
+        return None
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True)
+    table.add_column()
+    for label, status, text in rows:
+        style = "green" if status == "ran" else "yellow"
+        table.add_row(label, Text(status, style=style), text)
+    seconds = report.trace.experiments.get("protocol", {}).get("seconds")
+    title = "pre-flight experiments (on copies)" + (f", {seconds:.1f} s" if seconds else "")
+    return Panel(table, title=title, title_align="left", border_style="dim")
 
 
 def activation_chart(report: Report) -> Panel | None:

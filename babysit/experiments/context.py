@@ -1,0 +1,124 @@
+"""The shared context of the pre-flight experiments: the model at init, a batch, the loss,
+the optimizer's settings, and the time budget."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from babysit.experiments.batch import Batch, LossSpec
+from babysit.probes.model_facts import DROPOUT
+from babysit.trace import Trace
+
+
+class Skipped(Exception):
+    """An experiment cannot run; the message says why (it appears in the report)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: samples in the tiny batch ("a few to ~20": CS231n uses 20, Karpathy "as few as 2")
+    tiny_batch: int = 8
+    #: optimizer steps allowed to overfit the tiny batch
+    overfit_steps: int = 150
+    #: stop once the loss is below this fraction of the initial loss (and accuracy is 100 %)
+    overfit_target: float = 0.05
+    #: Adam's learning rate for the overfit runs; retried 10x smaller if the loss diverges.
+    #: Measured steps to 5 % of the initial loss on 8 samples: 1e-3 needs 30-40 (MLPs) and
+    #: 200 (a small BatchNorm CNN); 3e-3 needs 11-22 and 71.
+    lr: float = 3e-3
+    #: seconds for the whole protocol
+    budget: float = 60.0
+
+
+@dataclass
+class OptimizerSpec:
+    """An optimizer's class and hyperparameters, by parameter name, to rebuild on a copy."""
+
+    cls: type[torch.optim.Optimizer]
+    groups: list[tuple[dict[str, Any], list[str]]]
+
+    @classmethod
+    def of(cls, optimizer: torch.optim.Optimizer, model: nn.Module) -> OptimizerSpec:
+        names = {id(p): name for name, p in model.named_parameters()}
+        groups = []
+        for group in optimizer.param_groups:
+            hyper = {k: v for k, v in group.items() if k != "params"}
+            groups.append((hyper, [names[id(p)] for p in group["params"] if id(p) in names]))
+        return cls(type(optimizer), groups)
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        params = dict(model.named_parameters())
+        groups = [
+            {**_fresh(hyper), "params": [params[n] for n in names if n in params]}
+            for hyper, names in self.groups
+        ]
+        return self.cls([g for g in groups if g["params"]])
+
+    @property
+    def names(self) -> set[str]:
+        return {name for _, names in self.groups for name in names}
+
+    @property
+    def weight_decay(self) -> float:
+        return max((float(h.get("weight_decay", 0.0) or 0.0) for h, _ in self.groups), default=0.0)
+
+    @property
+    def decoupled(self) -> bool:
+        """AdamW-style decay (decoupled from the gradient) rather than an L2 term."""
+        return self.cls.__name__ in ("AdamW", "SGDW", "Lion") or any(
+            h.get("decoupled_weight_decay") for h, _ in self.groups
+        )
+
+
+def _fresh(hyper: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters without per-run state (tensor lrs become floats)."""
+    out = {}
+    for key, value in hyper.items():
+        if key in ("initial_lr",):
+            continue
+        out[key] = float(value) if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+    return out
+
+
+@dataclass
+class Context:
+    model: nn.Module
+    batch: Batch
+    loss: LossSpec
+    trace: Trace
+    optimizer: OptimizerSpec | None = None
+    settings: Settings = field(default_factory=Settings)
+    started: float = field(default_factory=time.monotonic)
+
+    def copy(self, *, dropout: bool = True) -> nn.Module:
+        """A fresh copy of the model at init, in training mode, without babysit's hooks."""
+        replica = copy.deepcopy(self.model)
+        strip_babysit_hooks(replica)
+        replica.train()
+        if not dropout:
+            for module in replica.modules():
+                if isinstance(module, DROPOUT):
+                    module.p = 0.0
+        return replica
+
+    def time_left(self) -> float:
+        return self.settings.budget - (time.monotonic() - self.started)
+
+    def require_time(self) -> None:
+        if self.time_left() <= 0:
+            raise Skipped(f"the protocol's time budget ({self.settings.budget:g} s) was spent")
+
+
+def strip_babysit_hooks(model: nn.Module) -> None:
+    """deepcopy carries forward hooks along; drop babysit's so the copy feeds no live trace."""
+    for module in model.modules():
+        for hooks in (module._forward_hooks, module._forward_pre_hooks):
+            for key, hook in list(hooks.items()):
+                if getattr(hook, "__module__", "").startswith("babysit"):
+                    del hooks[key]
