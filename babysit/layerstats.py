@@ -55,16 +55,20 @@ class LayerSignal:
 
     @property
     def init_call(self) -> str:
+        return self.init_call_for("m.weight")
+
+    def init_call_for(self, weight: str) -> str:
+        """The ``nn.init`` line for this layer, applied to the expression ``weight``."""
         kind = self.nonlinearity
         if kind in ("relu", "leaky_relu"):
-            return f'nn.init.kaiming_normal_(m.weight, nonlinearity="{kind}")'
+            return f'nn.init.kaiming_normal_({weight}, nonlinearity="{kind}")'
         if kind in ("gelu", "silu", "elu", "softplus"):
-            return 'nn.init.kaiming_normal_(m.weight, nonlinearity="relu")'
+            return f'nn.init.kaiming_normal_({weight}, nonlinearity="relu")'
         if kind == "selu":
-            return 'nn.init.kaiming_normal_(m.weight, nonlinearity="linear")  # SELU: LeCun'
+            return f'nn.init.kaiming_normal_({weight}, nonlinearity="linear")  # SELU: LeCun'
         if kind in XAVIER_FAMILY:
-            return f'nn.init.xavier_normal_(m.weight, gain=nn.init.calculate_gain("{kind}"))'
-        return "nn.init.xavier_normal_(m.weight)"
+            return f'nn.init.xavier_normal_({weight}, gain=nn.init.calculate_gain("{kind}"))'
+        return f"nn.init.xavier_normal_({weight})"
 
 
 def first_sample(info: dict[str, Any]) -> dict[str, Any] | None:

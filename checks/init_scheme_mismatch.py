@@ -81,8 +81,8 @@ class InitSchemeMismatch(Check):
             return
         first, ratio = off[0]
         lines = "\n".join(
-            f"nn.init.{_call(layer)}  # {layer.name}: std {layer.weight_std:.3g} -> "
-            f"{layer.recommended_std:.3g}"
+            layer.init_call_for(f'model.get_submodule("{layer.name}").weight')
+            + f"  # std {layer.weight_std:.3g} -> {layer.recommended_std:.3g}"
             for layer, _ in off[:8]
         )
         verified, extra = verified_fix(trace, self.name)
@@ -93,7 +93,7 @@ class InitSchemeMismatch(Check):
             f"{first.nonlinearity} after it." + verified,
             "Initialize each layer for the nonlinearity that follows it:\n\n```python\n"
             + lines
-            + '\n```\n(`m` is the layer: `m = model.get_submodule("name")`.)',
+            + "\n```",
             evidence=extra
             | {
                 layer.name: {
@@ -120,10 +120,6 @@ def _followed_by_normalization(trace: Trace, layer: LayerSignal, normalized: set
         if "fan_in" in trace.layers[name] or trace.layers[name].get("activation"):
             return False
     return False
-
-
-def _call(layer: LayerSignal) -> str:
-    return layer.init_call.replace("nn.init.", "")
 
 
 def _scheme(layer: LayerSignal) -> str:

@@ -16,7 +16,8 @@ def gradient_flow(ctx: Context) -> dict[str, Any]:
     loss, _ = ctx.loss.compute(model, batch)
     if not torch.isfinite(loss):
         raise Skipped("the loss on the captured batch is not finite")
-    loss.backward()
+    if loss.requires_grad:  # False when every parameter is frozen: nothing to backpropagate
+        loss.backward()
     named = list(model.named_parameters())
     frozen = [name for name, p in named if not p.requires_grad]
     trainable = [(name, p) for name, p in named if p.requires_grad]
@@ -35,7 +36,7 @@ def gradient_flow(ctx: Context) -> dict[str, Any]:
         "zero_grad": zero_grad,
         "loss": float(loss.detach()),
     }
-    if ctx.optimizer is not None:
+    if ctx.optimizer is not None and trainable:
         listed = ctx.optimizer.names
         result["not_in_optimizer"] = [name for name, _ in trainable if name not in listed]
         optimizer = ctx.optimizer.build(model)
