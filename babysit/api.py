@@ -100,12 +100,15 @@ class Sitter:
         optimizer: torch.optim.Optimizer | None,
         *,
         sample_every: int,
+        overhead_budget: float | None,
         select: Selectors,
         ignore: Selectors,
         thresholds: Thresholds,
     ) -> None:
         self.trace = Trace(mode="watch", target=type(model).__name__)
-        self.session = Session(self.trace, sample_every=sample_every)
+        self.session = Session(
+            self.trace, sample_every=sample_every, overhead_budget=overhead_budget
+        )
         self._model = model
         self._optimizer = optimizer
         self._judge_args = {"select": select, "ignore": ignore, "thresholds": thresholds}
@@ -167,14 +170,17 @@ def watch(
     optimizer: torch.optim.Optimizer | None = None,
     *,
     sample_every: int = 10,
+    overhead_budget: float | None = 0.05,
     select: Selectors = None,
     ignore: Selectors = None,
     thresholds: Thresholds = None,
 ) -> Sitter:
     """Observe real training: ``with babysit.watch(model, optimizer) as sitter: ...``.
 
-    Statistics are taken on the first step and every ``sample_every``-th optimizer step;
-    other steps cost a few microseconds of hook calls and no host synchronization.
+    Layer statistics are taken on the first optimizer step and then every ``sample_every``-th
+    one, or less often when a sampled step would cost more than ``overhead_budget`` (a
+    fraction of the training time; ``None`` samples exactly every ``sample_every`` steps).
+    Other steps cost a few microseconds of hook calls and no host synchronization.
     """
     _require_module(model)
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
@@ -183,10 +189,13 @@ def watch(
         )
     if not isinstance(sample_every, int) or sample_every < 1:
         raise BabysitError(f"sample_every must be a positive integer, got {sample_every!r}")
+    if overhead_budget is not None and not overhead_budget > 0:
+        raise BabysitError(f"overhead_budget must be > 0 or None, got {overhead_budget!r}")
     return Sitter(
         model,
         optimizer,
         sample_every=sample_every,
+        overhead_budget=overhead_budget,
         select=select,
         ignore=ignore,
         thresholds=thresholds,

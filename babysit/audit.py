@@ -41,6 +41,7 @@ def audit(
     max_steps: int | None = 200,
     max_time: float | None = None,
     sample_every: int = 10,
+    overhead_budget: float | None = 0.05,
     script_stdout: IO[str] | None = None,
     preflight: bool = True,
     preflight_budget: float = 60.0,
@@ -58,6 +59,7 @@ def audit(
     session = Session(
         trace,
         sample_every=sample_every,
+        overhead_budget=overhead_budget,
         max_steps=max_steps,
         max_time=max_time,
         discover=True,

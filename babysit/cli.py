@@ -99,7 +99,16 @@ def audit(
     max_time: Annotated[
         float, typer.Option(help="Stop after this many seconds; 0 for no limit.")
     ] = 0.0,
-    sample_every: Annotated[int, typer.Option(help="Take layer statistics every N-th step.")] = 10,
+    sample_every: Annotated[
+        int, typer.Option(help="Take layer statistics every N-th step (at most).")
+    ] = 10,
+    overhead_budget: Annotated[
+        float,
+        typer.Option(
+            help="Sample less often when statistics would cost more than this fraction of "
+            "the training time; 0 samples exactly every --sample-every steps."
+        ),
+    ] = 0.05,
     fmt: FormatOpt = Format.text,
     output: OutputOpt = None,
     fail_on: FailOnOpt = FailOn.error,
@@ -129,9 +138,15 @@ def audit(
     from babysit.report import judge
 
     script_args = list(ctx.args)
-    if max_steps < 0 or max_time < 0 or sample_every < 1 or preflight_budget <= 0:
+    if (
+        max_steps < 0
+        or max_time < 0
+        or sample_every < 1
+        or preflight_budget <= 0
+        or overhead_budget < 0
+    ):
         _usage(
-            "--max-steps and --max-time must be >= 0, --sample-every >= 1 and "
+            "--max-steps, --max-time and --overhead-budget must be >= 0, --sample-every >= 1 and "
             "--preflight-budget > 0"
         )
     try:
@@ -145,6 +160,7 @@ def audit(
                 max_steps=max_steps or None,
                 max_time=max_time or None,
                 sample_every=sample_every,
+                overhead_budget=overhead_budget or None,
                 # keep stdout parseable: the script's own prints go to stderr instead
                 script_stdout=sys.stderr if machine else None,
                 preflight=preflight,

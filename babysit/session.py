@@ -33,13 +33,16 @@ from babysit.trace import Trace
 class ModelWatch:
     """The probes attached to one model, and its root hooks."""
 
-    def __init__(self, session: Session, model: nn.Module, label: str) -> None:
+    def __init__(
+        self, session: Session, model: nn.Module, label: str, *, compiled: bool = False
+    ) -> None:
         self.session = session
         self.model = model
         self.label = label
         recorder = session.recorder
         self.facts = describe_model(model, recorder, label)
-        self.activations = ActivationProbe(recorder, model)
+        # torch.compile recompiles when hooks come and go: keep them attached for it
+        self.activations = ActivationProbe(recorder, model, persistent=compiled)
         self.inputs = InputProbe(recorder, model, max_batches=session.max_input_batches)
         self.batchnorm = BatchNormProbe(recorder, model, session.loaders.current_loader)
         self.handles: list[torch.utils.hooks.RemovableHandle] = [
@@ -106,6 +109,7 @@ class Session:
         trace: Trace,
         *,
         sample_every: int = 10,
+        overhead_budget: float | None = None,
         max_steps: int | None = None,
         max_time: float | None = None,
         max_input_batches: int = 4,
@@ -113,7 +117,7 @@ class Session:
         capture_batch: bool = False,
     ) -> None:
         self.trace = trace
-        self.recorder = Recorder(trace, Schedule(every=sample_every))
+        self.recorder = Recorder(trace, Schedule(every=sample_every, budget=overhead_budget))
         self.max_steps = max_steps or None
         self.max_time = max_time or None
         self.max_input_batches = max_input_batches
@@ -126,6 +130,7 @@ class Session:
         self.model_returns_loss = False
         self.losses = LossProbe(self.recorder)
         self.losses.on_first_call = self._match_first_loss
+        self.losses.capture_first = capture_batch
         self.loaders = LoaderProbe(self.recorder)
         self.models: dict[int, ModelWatch] = {}
         self.optimizers: dict[int, torch.optim.Optimizer] = {}
@@ -184,6 +189,7 @@ class Session:
         run.setdefault("steps", self.recorder.step)
         run["optimizer_steps"] = self.recorder.step if self.primary is not None else 0
         run["training_forwards"] = self._training_forwards
+        run["sampled_steps"] = self.recorder.sampled_steps + (1 if self.recorder.sampling else 0)
         run["seconds"] = round(time.monotonic() - self._t0, 3)
         first = self.trace.training_losses()
         if first:
@@ -198,12 +204,13 @@ class Session:
 
     # -- what to watch ----------------------------------------------------------------------
     def add_model(self, model: nn.Module, label: str | None = None) -> ModelWatch:
+        compiled = getattr(model, "_orig_mod", None) is not None
         model = unwrap(model)
         existing = self.models.get(id(model))
         if existing:
             return existing
         label = label or type(model).__name__
-        watch = ModelWatch(self, model, label)
+        watch = ModelWatch(self, model, label, compiled=compiled)
         self.models[id(model)] = watch
         models = self.trace.facts.setdefault("models", [])
         models.append(watch.facts)
@@ -234,9 +241,9 @@ class Session:
         self.snapshot = (model, replica)
 
     def _match_first_loss(self, call: Any, prediction: torch.Tensor) -> None:
-        from babysit.experiments.batch import match_output
-
         if self.first_output is not None:
+            from babysit.experiments.batch import match_output
+
             call.output_path = match_output(self.first_output, prediction)
         self.first_output = None
 

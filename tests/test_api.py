@@ -103,7 +103,7 @@ def test_watch_records_steps_losses_and_logged_metrics():
     x, y = blobs(64)
     model = mlp()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    with babysit.watch(model, opt, sample_every=5) as sitter:
+    with babysit.watch(model, opt, sample_every=5, overhead_budget=None) as sitter:
         _train(model, opt, x, y, 12)
         sitter.log(val_loss=torch.tensor(0.5), val_acc=0.9)
         mid = sitter.report  # usable mid-run

@@ -1,9 +1,14 @@
 """Per-layer activation statistics on sampled training forwards.
 
 For each leaf module the hook reduces the output (and, for Linear/conv layers, the input) to a
-handful of scalars on the tensor's device: E[x], E[x²] (through ``vector_norm``, which is several
-times cheaper than ``var``) and, where it means something, the fraction of exact zeros. The
-scalars wait in the Recorder until the step is flushed. Nothing is kept alive after the hook.
+handful of scalars on the tensor's device: Σx and ‖x‖ (``vector_norm`` is several times cheaper
+than ``var``), ‖sign(x)‖² = the number of non-zeros (cheaper than ``x == 0``), and, for
+rectifiers, the per-unit maximum (dead units). The scalars wait in the Recorder until the step is
+flushed. Nothing is kept alive after the hook.
+
+The leaf hooks exist only during sampled forward passes: ``begin()`` attaches them and ``end()``
+removes them, so unsampled steps pay nothing for them. A compiled model keeps them attached
+(changing hooks would make ``torch.compile`` recompile); they then return at once.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from babysit.probes.model_facts import activation_kind, is_weight_layer
 from babysit.probes.recorder import Recorder
 
 MAX_SAMPLES_PER_LAYER = 256
+#: |pre-activation| at or above which tanh/sigmoid count as saturated (DeepDiagnosis).
+SATURATION_LEVEL = 5.0
 
 
 def first_tensor(value: Any) -> torch.Tensor | None:
@@ -35,10 +42,6 @@ def first_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
-#: |pre-activation| at or above which tanh/sigmoid count as saturated (DeepDiagnosis).
-SATURATION_LEVEL = 5.0
-
-
 def unit_dim(x: torch.Tensor) -> int:
     """The dimension that indexes units: channels for conv maps, features otherwise."""
     return 1 if x.dim() in (2, 4, 5) else x.dim() - 1
@@ -47,54 +50,91 @@ def unit_dim(x: torch.Tensor) -> int:
 def dead_fraction(x: torch.Tensor) -> torch.Tensor:
     """Fraction of units never positive anywhere in the batch (and feature map)."""
     d = unit_dim(x)
-    active = (x > 0).movedim(d, 0).reshape(x.shape[d], -1).any(dim=1)
-    return 1.0 - active.to(torch.float32).mean()
+    peak = x.amax(dim=[i for i in range(x.dim()) if i != d])
+    return 1.0 - (peak > 0).to(torch.float32).mean()
 
 
-def _moments(x: torch.Tensor, zeros: bool) -> list[torch.Tensor]:
-    n = max(x.numel(), 1)
-    mean = x.mean(dtype=torch.float32)
-    second = torch.linalg.vector_norm(x, dtype=torch.float32).square() / n
-    parts = [mean, second]
+def moments(x: torch.Tensor, zeros: bool) -> list[torch.Tensor]:
+    """Σx, ‖x‖ and (with ``zeros``) ‖sign(x)‖: host-side they give E[x], E[x²] and the
+    fraction of exact zeros."""
+    parts = [x.sum(dtype=torch.float32), torch.linalg.vector_norm(x, dtype=torch.float32)]
     if zeros:
-        parts.append((x == 0).sum(dtype=torch.float32) / n)
+        parts.append(torch.linalg.vector_norm(torch.sign(x), dtype=torch.float32))
     return parts
 
 
+def from_moments(values: list[float], n: int, zeros: bool) -> dict[str, float]:
+    n = max(n, 1)
+    mean = values[0] / n
+    second = values[1] ** 2 / n
+    out = {"mean": mean, "var": max(second - mean * mean, 0.0), "second": second}
+    if zeros:
+        out["zero_frac"] = min(max(1.0 - round(values[2] ** 2) / n, 0.0), 1.0)
+    return out
+
+
 class ActivationProbe:
-    """Forward hooks on the leaves of one model; active only while the model records."""
+    """Forward hooks on the leaves of one model, present while the model records."""
 
     name = "activations"
 
-    def __init__(self, recorder: Recorder, model: nn.Module) -> None:
+    def __init__(self, recorder: Recorder, model: nn.Module, *, persistent: bool = False) -> None:
         self.recorder = recorder
         self.model = model
+        self.persistent = persistent
         self.recording = False
         self._order = 0
         self._seen: set[int] = set()
+        self._cache: dict[tuple[int, int], list[torch.Tensor]] = {}
         self._ordered_once = False
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._leaves: list[tuple[nn.Module, Any]] = []
         for name, module in model.named_modules():
-            if any(True for _ in module.children()):
-                continue
-            if not name:
+            if not name or any(True for _ in module.children()):
                 continue
             info = recorder.trace.layers.setdefault(name, {"type": type(module).__name__})
             kind = activation_kind(module)
             if kind:
                 info["activation"] = kind
             hook = recorder.guard(self.name, self._make_hook(name, module, kind, info))
-            self.handles.append(module.register_forward_hook(hook))
+            self._leaves.append((module, hook))
+        if persistent:
+            self._attach()
+
+    def _attach(self) -> None:
+        self.handles = [module.register_forward_hook(hook) for module, hook in self._leaves]
+
+    def _detach(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
 
     def begin(self) -> None:
         self.recording = True
         self._order = 0
         self._seen.clear()
+        self._cache.clear()
+        if not self.persistent:
+            self._attach()
 
     def end(self) -> None:
-        if self.recording:
-            self._ordered_once = True
+        if not self.recording:
+            return
+        self._ordered_once = True
         self.recording = False
+        self._cache.clear()
+        if not self.persistent:
+            self._detach()
+
+    def _moments_cached(self, x: torch.Tensor, zeros: bool) -> list[torch.Tensor]:
+        # A Linear layer's input is usually the previous module's output: reduce it once.
+        # The version counter keeps an in-place op (ReLU(inplace=True)) from reusing stale sums.
+        key = (id(x), x._version)
+        parts = self._cache.get(key)
+        if parts is None or (zeros and len(parts) < 3):
+            parts = moments(x, zeros)
+            self._cache[key] = parts
+        return parts
 
     def _make_hook(self, name: str, module: nn.Module, kind: str | None, info: dict[str, Any]):
         weight_layer = is_weight_layer(module)
@@ -113,7 +153,7 @@ class ActivationProbe:
             if out is None or not out.is_floating_point():
                 return
             out = out.detach()
-            parts = _moments(out, zeros=rectifier)
+            parts = list(self._moments_cached(out, zeros=rectifier))[: 3 if rectifier else 2]
             units = int(out.shape[unit_dim(out)]) if out.dim() >= 2 else 0
             per_unit = out.numel() // units if units else 0
             if rectifier and units:
@@ -126,32 +166,33 @@ class ActivationProbe:
             source = first_tensor(args) if weight_layer else None
             has_input = source is not None and source.is_floating_point()
             if has_input:
-                parts.extend(_moments(source.detach(), zeros=True))
+                parts.extend(self._moments_cached(source.detach(), zeros=True))
+                in_numel = source.numel()
             step = self.recorder.step
             numel = out.numel()
 
             def store(values: list[float]) -> None:
-                mean, second = values[0], values[1]
+                stats = from_moments(values, numel, rectifier)
                 sample: dict[str, Any] = {
                     "step": step,
                     "numel": numel,
-                    "mean": mean,
-                    "var": max(second - mean * mean, 0.0),
-                    "finite": _finite(mean, second),
+                    "mean": stats["mean"],
+                    "var": stats["var"],
+                    "finite": _finite(values[0], values[1]),
                 }
-                rest = values[2:]
+                rest = values[3 if rectifier else 2 :]
                 if rectifier:
-                    sample["zero_frac"], rest = rest[0], rest[1:]
+                    sample["zero_frac"] = stats["zero_frac"]
                     if units:
                         sample["dead_frac"], rest = rest[0], rest[1:]
                         sample["samples_per_unit"] = per_unit
                 if has_pre:
                     sample["saturated_frac"], rest = rest[0], rest[1:]
                 if has_input:
-                    in_mean, in_second, in_zero = rest
-                    sample["in_mean"] = in_mean
-                    sample["in_var"] = max(in_second - in_mean * in_mean, 0.0)
-                    sample["in_zero_frac"] = in_zero
+                    source_stats = from_moments(rest, in_numel, zeros=True)
+                    sample["in_mean"] = source_stats["mean"]
+                    sample["in_var"] = source_stats["var"]
+                    sample["in_zero_frac"] = source_stats["zero_frac"]
                 samples = info.setdefault("samples", [])
                 samples.append(sample)
                 if len(samples) > MAX_SAMPLES_PER_LAYER:
@@ -163,9 +204,8 @@ class ActivationProbe:
         return hook
 
     def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
+        self.recording = False
+        self._detach()
 
 
 def _finite(*values: float) -> bool:

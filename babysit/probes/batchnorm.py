@@ -31,7 +31,7 @@ class BatchNormProbe:
                 self.handles.append(module.register_forward_pre_hook(hook))
 
     def _make_hook(self, name: str, module: nn.Module):
-        counts: dict[int, int] = {}
+        counts: dict[int, list[int]] = {}  # size -> the [size, count] pair in the entry
         entry: dict[str, Any] = {"type": type(module).__name__, "batch_sizes": []}
 
         def hook(mod: nn.Module, args: tuple[Any, ...]) -> None:
@@ -45,8 +45,12 @@ class BatchNormProbe:
             per_channel = x.numel() // max(int(x.shape[1]), 1)
             if not counts:
                 self.recorder.trace.batchnorm[name] = entry
-            counts[batch] = counts.get(batch, 0) + 1
-            entry["batch_sizes"] = sorted([size, n] for size, n in counts.items())
+            pair = counts.get(batch)
+            if pair is None:
+                pair = counts[batch] = [batch, 0]
+                entry["batch_sizes"].append(pair)
+                entry["batch_sizes"].sort()
+            pair[1] += 1
             previous = entry.get("min_values_per_channel")
             if previous is None or per_channel < previous:
                 entry["min_values_per_channel"] = per_channel

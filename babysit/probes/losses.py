@@ -42,6 +42,8 @@ class LossProbe:
         self.eval_calls = 0
         self.calls_this_forward = 0
         self.first_call: LossCall | None = None
+        #: keep the first training call (targets cloned) for the experiments of an audit
+        self.capture_first = False
         #: called with (call, prediction) when the first training loss call is captured
         self.on_first_call: Callable[[LossCall, torch.Tensor], None] | None = None
         self._originals: dict[str, Callable[..., Any]] = {}
@@ -63,17 +65,20 @@ class LossProbe:
 
         @functools.wraps(original)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            outer = self.depth == 0
+            if self.depth:  # a loss calling another loss: only the outer call counts
+                return original(*args, **kwargs)
             # Targets are summarized before the call: an out-of-range class index makes
-            # cross_entropy raise, and the report should still explain why.
-            event = begin(kind, original, args, kwargs) if outer else None
-            self.depth += 1
+            # cross_entropy raise, and the report should still explain why. Only the first
+            # few calls are detailed; the rest take the short path.
+            event = None
+            if self.training_calls < DETAILED_CALLS or self.eval_calls < DETAILED_EVAL_CALLS:
+                event = begin(kind, original, args, kwargs)
+            self.depth = 1
             try:
                 result = original(*args, **kwargs)
             finally:
-                self.depth -= 1
-            if outer:
-                finish(kind, event, result)
+                self.depth = 0
+            finish(event, result)
             return result
 
         wrapper.__babysit_original__ = original  # type: ignore[attr-defined]
@@ -83,7 +88,7 @@ class LossProbe:
         """A loss returned by the model itself (``output.loss``), when no function call was seen."""
         if self.calls_this_forward == 0:
             event = self._begin("model_output", None, (loss,), {})
-            self._finish("model_output", event, loss)
+            self._finish(event, loss)
 
     def _begin(
         self,
@@ -119,7 +124,7 @@ class LossProbe:
         if isinstance(target, torch.Tensor):
             event["target_shape"] = list(target.shape)
             event["target_dtype"] = str(target.dtype).replace("torch.", "")
-            if training and self.first_call is None and original is not None:
+            if self.capture_first and training and self.first_call is None and original:
                 self.first_call = LossCall.capture(kind, original, target, args, kwargs)
                 if self.on_first_call is not None:
                     self.on_first_call(self.first_call, prediction)
@@ -134,21 +139,20 @@ class LossProbe:
                     _regression_stats(event, prediction.detach(), target.detach(), recorder)
         return event
 
-    def _finish(self, kind: str, event: dict[str, Any] | None, result: Any) -> None:
+    def _finish(self, event: dict[str, Any] | None, result: Any) -> None:
         if not isinstance(result, torch.Tensor) or not result.is_floating_point():
             return
         self.calls_this_forward += 1
-        training = torch.is_grad_enabled() and result.requires_grad
         value = result.detach()
-        if value.numel() != 1:
+        if value.dim():  # reduction="none"
             value = value.float().mean()
-        self.recorder.series("loss" if training else "eval_loss", value)
+        self.recorder.series("loss" if result.requires_grad else "eval_loss", value)
         if event is not None:
 
             def store_value(values: list[float]) -> None:
                 event["value"] = values[0]
 
-            self.recorder.defer(value.reshape(()), store_value)
+            self.recorder.defer(value, store_value)
 
 
 @dataclass

@@ -8,7 +8,9 @@ brings each device's buffer to the host with a single copy.
 
 from __future__ import annotations
 
+import math
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,19 +35,28 @@ class StopRun(BaseException):
 
 @dataclass(frozen=True)
 class Schedule:
-    """Which steps are sampled: the first ``warmup`` steps, then every ``every``-th step."""
+    """Which steps are sampled: step 0, then every ``every``-th step, stretched when a
+    sampled step costs more than ``budget`` × the unsampled step time per interval.
+
+    With ``budget=None`` the schedule is exactly every ``every``-th step. With a budget (the
+    default for ``watch`` and ``audit``: 5 %), the interval after each sampled step becomes
+    ``max(every, extra / (budget × plain))``, where ``extra`` is the measured extra time of the
+    sampled steps and ``plain`` that of an unsampled step, capped at ``max_every``. On a large
+    model a sampled step is cheap relative to the step and ``every`` holds; on a tiny MLP whose
+    steps take well under a millisecond the interval grows until the overhead fits.
+    """
 
     every: int = 10
-    warmup: int = 1
+    budget: float | None = None
+    max_every: int = 1000
 
     def __post_init__(self) -> None:
         if self.every < 1:
             raise ValueError(f"sample_every must be >= 1, got {self.every}")
-        if self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
-
-    def sampled(self, step: int) -> bool:
-        return step < self.warmup or step % self.every == 0
+        if self.budget is not None and not self.budget > 0:
+            raise ValueError(f"overhead budget must be > 0, got {self.budget}")
+        if self.max_every < self.every:
+            raise ValueError("max_every must be >= every")
 
 
 Callback = Callable[[list[float]], None]
@@ -61,9 +72,14 @@ class Recorder:
         self.trace = trace
         self.schedule = schedule or Schedule()
         self.step = 0
-        self.sampling = self.schedule.sampled(0)
+        self.sampling = True  # step 0: the model at init
+        self.next_sample = self.schedule.every
+        self.sampled_steps = 0
         self._pending: list[tuple[torch.Tensor, Callback]] = []
         self.disabled: set[str] = set()
+        self._last = time.perf_counter()
+        self._plain: float | None = None  # EMA of an unsampled step's seconds
+        self._extra: float | None = None  # EMA of a sampled step's extra seconds
 
     # -- step clock -------------------------------------------------------------------------
     def advance(self) -> None:
@@ -73,10 +89,30 @@ class Recorder:
         steps cost no synchronization (their per-step loss waits, as a 0-d tensor, for the
         next sampled step).
         """
-        if self.sampling or len(self._pending) >= MAX_PENDING:
+        was_sampling = self.sampling
+        if was_sampling or len(self._pending) >= MAX_PENDING:
             self.flush()
+        now = time.perf_counter()
+        elapsed, self._last = now - self._last, now
+        if was_sampling:
+            self.sampled_steps += 1
+            self._schedule_after_sample(elapsed)
+        elif self.step > 0:
+            self._plain = elapsed if self._plain is None else 0.9 * self._plain + 0.1 * elapsed
         self.step += 1
-        self.sampling = self.schedule.sampled(self.step)
+        self.sampling = self.step == self.next_sample
+
+    def _schedule_after_sample(self, elapsed: float) -> None:
+        schedule = self.schedule
+        interval = schedule.every
+        # step 0 carries one-time costs (lazy initialization, first hooks): not a measurement
+        if schedule.budget is not None and self.step > 0 and self._plain:
+            extra = max(elapsed - self._plain, 0.0)
+            self._extra = extra if self._extra is None else 0.5 * self._extra + 0.5 * extra
+            wanted = math.ceil(self._extra / (schedule.budget * self._plain))
+            interval = min(max(interval, wanted), schedule.max_every)
+        self.next_sample = self.step + interval
+        self.trace.run["sample_interval"] = interval
 
     def step_record(self, step: int | None = None) -> dict[str, Any] | None:
         """The ``trace.steps`` entry for ``step`` (created on demand), or None when the step
@@ -85,7 +121,7 @@ class Recorder:
         steps = self.trace.steps
         if steps and steps[-1]["step"] == step:
             return steps[-1]
-        if step >= DENSE_STEPS and not self.schedule.sampled(step):
+        if step >= DENSE_STEPS and not (step == self.step and self.sampling):
             return None
         record: dict[str, Any] = {"step": step}
         steps.append(record)
@@ -102,14 +138,15 @@ class Recorder:
             def store(values: list[float], record: dict[str, Any] = record) -> None:
                 record[key] = values[0]
 
-            self.defer(value.reshape(()), store)
+            self.defer(value, store)
         else:
             record[key] = value
 
     # -- deferred host transfer --------------------------------------------------------------
     def defer(self, values: torch.Tensor, callback: Callback) -> None:
-        """Queue ``values`` (any shape) for the next flush; ``callback`` gets them as floats."""
-        self._pending.append((values.detach().reshape(-1), callback))
+        """Queue ``values`` (detached, any shape) for the next flush; ``callback`` gets them as
+        a list of floats. Nothing is computed here: this runs inside hooks on every step."""
+        self._pending.append((values, callback))
 
     def flush(self) -> None:
         if not self._pending:
@@ -120,7 +157,7 @@ class Recorder:
             by_device.setdefault(values.device, []).append(index)
         for indices in by_device.values():
             # float32 on the device (MPS has no float64); the host side works in float64
-            chunks = [pending[i][0].to(torch.float32) for i in indices]
+            chunks = [_flat32(pending[i][0]) for i in indices]
             host = torch.cat(chunks).cpu().tolist()  # the one host sync for this device
             offset = 0
             for i, chunk in zip(indices, chunks, strict=True):
@@ -160,6 +197,11 @@ class Recorder:
                 "traceback": "".join(frames[-6:]),
             }
         )
+
+
+def _flat32(values: torch.Tensor) -> torch.Tensor:
+    flat = values.reshape(-1)
+    return flat if flat.dtype == torch.float32 else flat.to(torch.float32)
 
 
 _SKIP_PREFIXES: tuple[str, ...] = ()
