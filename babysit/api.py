@@ -30,7 +30,7 @@ def check(
     ignore: Selectors = None,
     thresholds: Thresholds = None,
     experiments: bool = True,
-    budget: float = 60.0,
+    budget: float = 30.0,
 ) -> Report:
     """Pre-flight: run the checks on a copy of ``model`` with one batch, before training.
 

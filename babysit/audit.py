@@ -44,7 +44,7 @@ def audit(
     overhead_budget: float | None = 0.05,
     script_stdout: IO[str] | None = None,
     preflight: bool = True,
-    preflight_budget: float = 60.0,
+    preflight_budget: float = 30.0,
     progress: Progress | None = None,
 ) -> tuple[Trace, Outcome]:
     """Run ``script`` as ``__main__`` with ``script_args`` and record what it trains; then run

@@ -127,7 +127,7 @@ def audit(
     ] = True,
     preflight_budget: Annotated[
         float, typer.Option(help="Seconds for the pre-flight experiments.")
-    ] = 60.0,
+    ] = 30.0,
 ) -> None:
     """Run SCRIPT unmodified under instrumentation and report what is wrong with its training.
 

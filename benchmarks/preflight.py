@@ -31,8 +31,8 @@ on CPU for the ResNet-18 case.
 PyTorch runs single-threaded (``torch.set_num_threads(1)``, change with ``--threads``) so that
 the numbers are stable on a shared machine.
 
-    python benchmarks/preflight.py              # full run, about 3 minutes on 2 idle cores
-    python benchmarks/preflight.py --quick      # smoke run, under a minute
+    python benchmarks/preflight.py              # full run, about 1.5-2 minutes on 2 cores
+    python benchmarks/preflight.py --quick      # smoke run, about 35 s
     python benchmarks/preflight.py --json out.json
 """
 
@@ -551,7 +551,8 @@ def machine_info() -> dict[str, Any]:
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3g}" if seconds < 0.01 else f"{seconds * 1e3:.1f}"
+    ms = seconds * 1e3
+    return f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
 
 
 def _s(seconds: float | None) -> str:

@@ -93,3 +93,24 @@ def test_moderate_shrinkage_is_info_only():
     model = init_all(mlp(depth=5, width=128), std=0.05)
     [finding] = findings_named(_check(model), NAME)
     assert finding.severity is Severity.INFO
+
+
+def test_recorded_statistics_match_a_direct_computation():
+    """The probe's numbers are the real per-layer moments (cached sums must not leak
+    between layers)."""
+    model = mlp(depth=3, width=64)
+    x, y = blobs(128)
+    report = babysit.check(model, x, y, loss_fn=nn.CrossEntropyLoss(), experiments=False)
+    h = x
+    with torch.no_grad():
+        for index, layer in enumerate(model):
+            h_in, h = h, layer(h)
+            sample = report.trace.layers[str(index)]["samples"][0]
+            assert sample["mean"] == pytest.approx(h.mean().item(), abs=1e-5)
+            assert sample["var"] == pytest.approx(h.var(unbiased=False).item(), rel=1e-4)
+            if isinstance(layer, nn.Linear):
+                assert sample["in_var"] == pytest.approx(h_in.var(unbiased=False).item(), rel=1e-4)
+                assert sample["in_zero_frac"] == pytest.approx((h_in == 0).float().mean().item())
+            if isinstance(layer, nn.ReLU):
+                dead = (h.amax(dim=0) <= 0).float().mean().item()
+                assert sample["dead_frac"] == pytest.approx(dead)

@@ -33,7 +33,7 @@ class Settings:
     #: 200 (a small BatchNorm CNN); 3e-3 needs 11-22 and 71.
     lr: float = 3e-3
     #: seconds for the whole protocol
-    budget: float = 60.0
+    budget: float = 30.0
 
 
 @dataclass

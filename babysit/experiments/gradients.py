@@ -40,26 +40,15 @@ def gradient_flow(ctx: Context) -> dict[str, Any]:
         listed = ctx.optimizer.names
         result["not_in_optimizer"] = [name for name, _ in trainable if name not in listed]
         optimizer = ctx.optimizer.build(model)
-        before = _fingerprints([p for _, p in trainable])
+        with torch.no_grad():
+            before = [p.detach().clone() for _, p in trainable]
         optimizer.step()
-        after = _fingerprints([p for _, p in trainable])
         result["optimizer"] = ctx.optimizer.cls.__name__
-        result["unchanged_after_step"] = [
-            name
-            for (name, _), b, a in zip(trainable, before, after, strict=True)
-            if b == a
-            and name not in no_grad
-            and name not in zero_grad
-            and name not in result["not_in_optimizer"]
-        ]
+        skip = set(no_grad) | set(zero_grad) | set(result["not_in_optimizer"])
+        with torch.no_grad():
+            result["unchanged_after_step"] = [
+                name
+                for (name, p), b in zip(trainable, before, strict=True)
+                if name not in skip and torch.equal(p, b)
+            ]
     return result
-
-
-def _fingerprints(params: list[torch.Tensor]) -> list[tuple[float, float]]:
-    if not params:
-        return []
-    with torch.no_grad():
-        stats = torch.stack(
-            [torch.stack([p.double().sum(), p.double().square().sum()]) for p in params]
-        ).cpu()
-    return [tuple(row) for row in stats.tolist()]

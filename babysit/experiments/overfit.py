@@ -20,6 +20,8 @@ from babysit.experiments.context import Context, Skipped
 from babysit.probes.model_facts import BATCHNORM, DROPOUT
 
 CURVE_STEPS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+#: Steps without a 1 % improvement after which a tiny-batch run has plateaued.
+PATIENCE = 40
 
 
 def overfit_tiny_batch(ctx: Context) -> dict[str, Any]:
@@ -61,8 +63,11 @@ def overfit_regularized(ctx: Context) -> dict[str, Any]:
         "optimizer": ctx.optimizer.cls.__name__ if ctx.optimizer else None,
         "decoupled_weight_decay": decoupled,
     }
-    if not present["active_dropout"] and weight_decay == 0:
-        return {"present": present, "skipped_run": "no active regularization to switch on"}
+    if not present["active_dropout"]:
+        # Weight decay at usual strengths barely moves a short tiny-batch run, so the run
+        # would judge nothing; the facts above are enough for the configuration findings.
+        reason = "no dropout to switch on" if weight_decay else "no regularization to switch on"
+        return {"present": present, "skipped_run": reason}
     off = ctx.trace.experiments.get("overfit") or {}
     steps = off.get("steps") or ctx.settings.overfit_steps
     ran = _count_dropout_calls(model)
@@ -103,12 +108,22 @@ def train_tiny(
     optimizer = cls(params, lr=lr, weight_decay=weight_decay)
     losses: list[float] = []
     accuracy = None
-    reached = diverged = truncated = False
+    reached = diverged = truncated = plateaued = False
     taken = 0
     started = time.monotonic()
+    # A model that cannot learn must not spend the whole protocol budget: at most half of
+    # what is left, and stop once the loss has not improved by 1 % over PATIENCE steps.
+    deadline = started + max(ctx.time_left(), 0.0) * 0.5
     for step in range(steps + 1):
-        if ctx.time_left() <= 0:
+        if time.monotonic() > deadline or ctx.time_left() <= 0:
             truncated = True
+            break
+        if (
+            stop_early
+            and step > PATIENCE
+            and min(losses[-PATIENCE:]) > 0.99 * min(losses[:-PATIENCE])
+        ):
+            plateaued = True
             break
         optimizer.zero_grad(set_to_none=True)
         loss, prediction = ctx.loss.compute(model, tiny)
@@ -132,6 +147,7 @@ def train_tiny(
             _, prediction = ctx.loss.compute(model, tiny)
         accuracy = _accuracy(ctx, prediction, tiny)
     result: dict[str, Any] = {
+        "loop_seconds": round(time.monotonic() - started, 3),
         "initial_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
         "best_loss": min(losses) if losses else None,
@@ -143,7 +159,7 @@ def train_tiny(
         "lr": lr,
         "accuracy": accuracy,
         "curve": {str(s): losses[s] for s in CURVE_STEPS if s < len(losses)},
-        "seconds": round(time.monotonic() - started, 3),
+        "plateaued": plateaued,
         "outputs_are_probabilities": _looks_like_probabilities(prediction) if losses else False,
     }
     return result

@@ -21,11 +21,13 @@ from babysit.rng import preserved_rng
 Experiment = Callable[[Context], dict[str, Any]]
 
 #: Order matters: later experiments read earlier results (the overfit run's step count).
+#: The cheap, fixed-cost experiments run first so that a model that cannot learn (and spends
+#: its whole overfit budget) still gets them.
 EXPERIMENTS: tuple[tuple[str, str, Experiment], ...] = (
     ("gradients", "one backward pass and one optimizer step", gradient_flow),
+    ("batch_mixing", "chart dependencies between samples", batch_mixing),
     ("overfit", "overfit a tiny batch, regularization off", overfit_tiny_batch),
     ("regularization", "the same batch, regularization on", overfit_regularized),
-    ("batch_mixing", "chart dependencies between samples", batch_mixing),
     ("verified_fixes", "apply suggested fixes to a copy and measure again", verified_fixes),
 )
 
@@ -47,7 +49,7 @@ def run_protocol(ctx: Context, progress: Progress | None = None) -> None:
                 result = {"skipped": str(reason)}
             except Exception as exc:  # the user's model may fail on a copy; say so, go on
                 result = {"skipped": f"the experiment failed: {type(exc).__name__}: {exc}"}
-        result.setdefault("seconds", round(time.monotonic() - started, 3))
+        result["seconds"] = round(time.monotonic() - started, 3)
         experiments[name] = result
     experiments["protocol"] = {
         "budget": ctx.settings.budget,

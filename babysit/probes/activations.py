@@ -47,11 +47,11 @@ def unit_dim(x: torch.Tensor) -> int:
     return 1 if x.dim() in (2, 4, 5) else x.dim() - 1
 
 
-def dead_fraction(x: torch.Tensor) -> torch.Tensor:
-    """Fraction of units never positive anywhere in the batch (and feature map)."""
+def unit_peaks(x: torch.Tensor) -> torch.Tensor:
+    """Each unit's largest value over the batch (and feature map); the host counts the units
+    that never went above zero. One reduction, instead of four small ops per layer."""
     d = unit_dim(x)
-    peak = x.amax(dim=[i for i in range(x.dim()) if i != d])
-    return 1.0 - (peak > 0).to(torch.float32).mean()
+    return x.amax(dim=[i for i in range(x.dim()) if i != d]).to(torch.float32)
 
 
 def moments(x: torch.Tensor, zeros: bool) -> list[torch.Tensor]:
@@ -85,7 +85,7 @@ class ActivationProbe:
         self.recording = False
         self._order = 0
         self._seen: set[int] = set()
-        self._cache: dict[tuple[int, int], list[torch.Tensor]] = {}
+        self._cache: dict[tuple[int, int], tuple[torch.Tensor, list[torch.Tensor]]] = {}
         self._ordered_once = False
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
         self._leaves: list[tuple[nn.Module, Any]] = []
@@ -128,13 +128,15 @@ class ActivationProbe:
 
     def _moments_cached(self, x: torch.Tensor, zeros: bool) -> list[torch.Tensor]:
         # A Linear layer's input is usually the previous module's output: reduce it once.
-        # The version counter keeps an in-place op (ReLU(inplace=True)) from reusing stale sums.
+        # The cache holds the tensor itself until end(), so its id cannot be reused by another
+        # object meanwhile; the version counter catches in-place ops (ReLU(inplace=True)).
         key = (id(x), x._version)
-        parts = self._cache.get(key)
-        if parts is None or (zeros and len(parts) < 3):
-            parts = moments(x, zeros)
-            self._cache[key] = parts
-        return parts
+        hit = self._cache.get(key)
+        if hit is None or (zeros and len(hit[1]) < 3):
+            parts = moments(x.detach(), zeros)
+            self._cache[key] = (x, parts)
+            return parts
+        return hit[1]
 
     def _make_hook(self, name: str, module: nn.Module, kind: str | None, info: dict[str, Any]):
         weight_layer = is_weight_layer(module)
@@ -152,12 +154,11 @@ class ActivationProbe:
             out = first_tensor(output)
             if out is None or not out.is_floating_point():
                 return
-            out = out.detach()
             parts = list(self._moments_cached(out, zeros=rectifier))[: 3 if rectifier else 2]
+            out = out.detach()
             units = int(out.shape[unit_dim(out)]) if out.dim() >= 2 else 0
             per_unit = out.numel() // units if units else 0
-            if rectifier and units:
-                parts.append(dead_fraction(out))
+            peaks = unit_peaks(out) if rectifier and units else None
             pre = first_tensor(args) if saturating else None
             has_pre = pre is not None and pre.is_floating_point()
             if has_pre:
@@ -166,7 +167,7 @@ class ActivationProbe:
             source = first_tensor(args) if weight_layer else None
             has_input = source is not None and source.is_floating_point()
             if has_input:
-                parts.extend(self._moments_cached(source.detach(), zeros=True))
+                parts.extend(self._moments_cached(source, zeros=True))
                 in_numel = source.numel()
             step = self.recorder.step
             numel = out.numel()
@@ -183,9 +184,10 @@ class ActivationProbe:
                 rest = values[3 if rectifier else 2 :]
                 if rectifier:
                     sample["zero_frac"] = stats["zero_frac"]
-                    if units:
-                        sample["dead_frac"], rest = rest[0], rest[1:]
-                        sample["samples_per_unit"] = per_unit
+                if peaks is not None:
+                    unit_max, rest = rest[-units:], rest[:-units]
+                    sample["dead_frac"] = sum(1 for v in unit_max if not v > 0) / units
+                    sample["samples_per_unit"] = per_unit
                 if has_pre:
                     sample["saturated_frac"], rest = rest[0], rest[1:]
                 if has_input:
@@ -199,7 +201,10 @@ class ActivationProbe:
                     # keep the first sample (init) and thin the rest evenly
                     del samples[1::2]
 
-            self.recorder.defer(torch.stack(parts), store)
+            payload = torch.stack(parts)
+            if peaks is not None:
+                payload = torch.cat([payload, peaks])
+            self.recorder.defer(payload, store)
 
         return hook
 

@@ -126,10 +126,10 @@ def describe_model(model: nn.Module, recorder: Recorder, label: str) -> dict[str
                     w.std() if w.numel() > 1 else zero,
                     w.mean(),
                     w.abs().max(),
-                    # 0 when every output unit has the same incoming weights
-                    rows.std(dim=0).max() if rows.shape[0] > 1 else zero,
-                    # 0 when every input reaches a unit with the same weight
-                    rows.std(dim=1).max() if rows.shape[1] > 1 else zero,
+                    # 0 exactly when every output unit has the same incoming weights
+                    (rows - rows[:1]).abs().amax() if rows.shape[0] > 1 else zero,
+                    # 0 exactly when every input reaches a unit with the same weight
+                    (rows - rows[:, :1]).abs().amax() if rows.shape[1] > 1 else zero,
                 ]
             )
 

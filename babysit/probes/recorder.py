@@ -48,6 +48,7 @@ class Schedule:
 
     every: int = 10
     budget: float | None = None
+    #: the longest interval the budget may stretch to (at least ``every``)
     max_every: int = 1000
 
     def __post_init__(self) -> None:
@@ -56,7 +57,7 @@ class Schedule:
         if self.budget is not None and not self.budget > 0:
             raise ValueError(f"overhead budget must be > 0, got {self.budget}")
         if self.max_every < self.every:
-            raise ValueError("max_every must be >= every")
+            object.__setattr__(self, "max_every", self.every)
 
 
 Callback = Callable[[list[float]], None]
