@@ -170,7 +170,7 @@ def watch(
     optimizer: torch.optim.Optimizer | None = None,
     *,
     sample_every: int = 10,
-    overhead_budget: float | None = 0.05,
+    overhead_budget: float | None = 0.03,
     select: Selectors = None,
     ignore: Selectors = None,
     thresholds: Thresholds = None,

@@ -41,7 +41,7 @@ def audit(
     max_steps: int | None = 200,
     max_time: float | None = None,
     sample_every: int = 10,
-    overhead_budget: float | None = 0.05,
+    overhead_budget: float | None = 0.03,
     script_stdout: IO[str] | None = None,
     preflight: bool = True,
     preflight_budget: float = 30.0,

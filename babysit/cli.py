@@ -108,7 +108,7 @@ def audit(
             help="Sample less often when statistics would cost more than this fraction of "
             "the training time; 0 samples exactly every --sample-every steps."
         ),
-    ] = 0.05,
+    ] = 0.03,
     fmt: FormatOpt = Format.text,
     output: OutputOpt = None,
     fail_on: FailOnOpt = FailOn.error,

@@ -49,8 +49,12 @@ class ModelWatch:
             model.register_forward_pre_hook(
                 recorder.guard("model", self.root_pre), with_kwargs=True
             ),
-            _register_post_hook(model, recorder.guard("model", self.root_post)),
         ]
+        # The post-hook is needed while recording, while the first batch is being captured,
+        # and for models that return their own loss; other forwards go without it.
+        self._post = recorder.guard("model", self.root_post)
+        self._post_handle: Any = None
+        self.returns_loss: bool | None = None  # unknown until the first training forward
         self.forward_step = -1  # the step of the last recorded training forward
         # each sub-probe fails alone: a bug in one must not silence the others
         self.observe_inputs = recorder.guard("inputs", self.inputs.observe)
@@ -66,20 +70,34 @@ class ModelWatch:
         first_of_step = self.forward_step != recorder.step
         self.forward_step = recorder.step
         session.loaders.mark_training()
-        batch = first_tensor((args, kwargs))
-        recorder.series("train_forward", True)
+        batch = args[0] if args and isinstance(args[0], torch.Tensor) else first_tensor(kwargs)
         if batch is not None and batch.dim() > 0:
             recorder.series("batch_size", int(batch.shape[0]))
         if session.capture_batch and session.first_batch is None:
             session.capture_init(self.model, args, kwargs)
-        if recorder.sampling and first_of_step:
+        recording = recorder.sampling and first_of_step
+        if recording:
             self.observe_inputs(args, kwargs)
             self.activations.begin()
+        self._need_post(
+            recording
+            or self.returns_loss is not False
+            or (session.capture_batch and session.losses.first_call is None)
+        )
+
+    def _need_post(self, needed: bool) -> None:
+        if needed and self._post_handle is None:
+            self._post_handle = _register_post_hook(self.model, self._post)
+        elif not needed and self._post_handle is not None:
+            self._post_handle.remove()
+            self._post_handle = None
 
     def root_post(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         self.activations.end()
         session = self.session
         loss = _model_loss(output)
+        if module.training and torch.is_grad_enabled():
+            self.returns_loss = self.returns_loss or loss is not None
         if loss is not None:
             session.losses.observe_model_loss(loss)
             if session.snapshot is not None and session.snapshot[0] is self.model:
@@ -99,6 +117,7 @@ class ModelWatch:
         for handle in self.handles:
             handle.remove()
         self.handles.clear()
+        self._need_post(False)
         self.activations.remove()
         self.batchnorm.remove()
 

@@ -148,13 +148,16 @@ class ActivationProbe:
             if not self.recording or key in self._seen:
                 return
             self._seen.add(key)
-            if not self._ordered_once:
+            first = not self._ordered_once
+            if first:
                 info.setdefault("order", self._order)
             self._order += 1
             out = first_tensor(output)
             if out is None or not out.is_floating_point():
                 return
-            parts = list(self._moments_cached(out, zeros=rectifier))[: 3 if rectifier else 2]
+            # Zero fractions serve the init checks (functional-ReLU inference): first forward only.
+            zeros = rectifier and first
+            parts = list(self._moments_cached(out, zeros=zeros))[: 3 if zeros else 2]
             out = out.detach()
             units = int(out.shape[unit_dim(out)]) if out.dim() >= 2 else 0
             per_unit = out.numel() // units if units else 0
@@ -167,13 +170,13 @@ class ActivationProbe:
             source = first_tensor(args) if weight_layer else None
             has_input = source is not None and source.is_floating_point()
             if has_input:
-                parts.extend(self._moments_cached(source, zeros=True))
+                parts.extend(self._moments_cached(source, zeros=first)[: 3 if first else 2])
                 in_numel = source.numel()
             step = self.recorder.step
             numel = out.numel()
 
             def store(values: list[float]) -> None:
-                stats = from_moments(values, numel, rectifier)
+                stats = from_moments(values, numel, zeros)
                 sample: dict[str, Any] = {
                     "step": step,
                     "numel": numel,
@@ -181,8 +184,8 @@ class ActivationProbe:
                     "var": stats["var"],
                     "finite": _finite(values[0], values[1]),
                 }
-                rest = values[3 if rectifier else 2 :]
-                if rectifier:
+                rest = values[3 if zeros else 2 :]
+                if zeros:
                     sample["zero_frac"] = stats["zero_frac"]
                 if peaks is not None:
                     unit_max, rest = rest[-units:], rest[:-units]
@@ -191,10 +194,11 @@ class ActivationProbe:
                 if has_pre:
                     sample["saturated_frac"], rest = rest[0], rest[1:]
                 if has_input:
-                    source_stats = from_moments(rest, in_numel, zeros=True)
+                    source_stats = from_moments(rest, in_numel, zeros=first)
                     sample["in_mean"] = source_stats["mean"]
                     sample["in_var"] = source_stats["var"]
-                    sample["in_zero_frac"] = source_stats["zero_frac"]
+                    if first:
+                        sample["in_zero_frac"] = source_stats["zero_frac"]
                 samples = info.setdefault("samples", [])
                 samples.append(sample)
                 if len(samples) > MAX_SAMPLES_PER_LAYER:

@@ -39,7 +39,7 @@ class Schedule:
     sampled step costs more than ``budget`` × the unsampled step time per interval.
 
     With ``budget=None`` the schedule is exactly every ``every``-th step. With a budget (the
-    default for ``watch`` and ``audit``: 5 %), the interval after each sampled step becomes
+    default for ``watch`` and ``audit``: 3 %), the interval after each sampled step becomes
     ``max(every, extra / (budget × plain))``, where ``extra`` is the measured extra time of the
     sampled steps and ``plain`` that of an unsampled step, capped at ``max_every``. On a large
     model a sampled step is cheap relative to the step and ``every`` holds; on a tiny MLP whose
