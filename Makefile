@@ -29,6 +29,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/preflight.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

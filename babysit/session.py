@@ -230,6 +230,7 @@ class Session:
             return existing
         label = label or type(model).__name__
         watch = ModelWatch(self, model, label, compiled=compiled)
+        self.recorder.flush()  # the weight statistics at init: one sync now, not in step 0
         self.models[id(model)] = watch
         models = self.trace.facts.setdefault("models", [])
         models.append(watch.facts)

@@ -77,10 +77,12 @@ class Recorder:
         self.next_sample = self.schedule.every
         self.sampled_steps = 0
         self._pending: list[tuple[torch.Tensor, Callback]] = []
+        self._scalars: list[tuple[dict[str, Any], str, torch.Tensor]] = []
         self.disabled: set[str] = set()
         self._last = time.perf_counter()
         self._plain: float | None = None  # EMA of an unsampled step's seconds
         self._extra: float | None = None  # EMA of a sampled step's extra seconds
+        self._step0: float | None = None  # step 0's seconds, until a plain step is timed
 
     # -- step clock -------------------------------------------------------------------------
     def advance(self) -> None:
@@ -91,7 +93,7 @@ class Recorder:
         next sampled step).
         """
         was_sampling = self.sampling
-        if was_sampling or len(self._pending) >= MAX_PENDING:
+        if was_sampling or len(self._pending) + len(self._scalars) >= MAX_PENDING:
             self.flush()
         now = time.perf_counter()
         elapsed, self._last = now - self._last, now
@@ -99,20 +101,30 @@ class Recorder:
             self.sampled_steps += 1
             self._schedule_after_sample(elapsed)
         elif self.step > 0:
-            self._plain = elapsed if self._plain is None else 0.9 * self._plain + 0.1 * elapsed
+            first_plain = self._plain is None
+            self._plain = elapsed if first_plain else 0.9 * self._plain + 0.1 * elapsed
+            if first_plain and self._step0 is not None:
+                # step 0 could not be judged before an unsampled step was timed
+                self._schedule_after_sample(self._step0, at=0)
         self.step += 1
         self.sampling = self.step == self.next_sample
 
-    def _schedule_after_sample(self, elapsed: float) -> None:
+    def _schedule_after_sample(self, elapsed: float, at: int | None = None) -> None:
+        """Set the next sampled step from the cost of the sampled step that just ended (or of
+        step ``at``). Step 0 also carries one-time costs (the first forward's extra statistics,
+        lazy initialization), which makes the first interval a conservative one."""
         schedule = self.schedule
+        at = self.step if at is None else at
         interval = schedule.every
-        # step 0 carries one-time costs (lazy initialization, first hooks): not a measurement
-        if schedule.budget is not None and self.step > 0 and self._plain:
-            extra = max(elapsed - self._plain, 0.0)
-            self._extra = extra if self._extra is None else 0.5 * self._extra + 0.5 * extra
-            wanted = math.ceil(self._extra / (schedule.budget * self._plain))
-            interval = min(max(interval, wanted), schedule.max_every)
-        self.next_sample = self.step + interval
+        if schedule.budget is not None:
+            if self._plain is None:
+                self._step0 = elapsed  # judged once an unsampled step has been timed
+            else:
+                extra = max(elapsed - self._plain, 0.0)
+                self._extra = extra if self._extra is None else 0.5 * self._extra + 0.5 * extra
+                wanted = math.ceil(self._extra / (schedule.budget * self._plain))
+                interval = min(max(interval, wanted), schedule.max_every)
+        self.next_sample = max(self.next_sample, at + interval) if at == 0 else at + interval
         self.trace.run["sample_interval"] = interval
 
     def step_record(self, step: int | None = None) -> dict[str, Any] | None:
@@ -135,11 +147,8 @@ class Recorder:
             return
         if isinstance(value, torch.Tensor):
             record[key] = None  # placeholder, filled at the next flush
-
-            def store(values: list[float], record: dict[str, Any] = record) -> None:
-                record[key] = values[0]
-
-            self.defer(value, store)
+            # no closure per step: scalars are stacked in one op at the flush
+            self._scalars.append((record, key, value))
         else:
             record[key] = value
 
@@ -150,6 +159,19 @@ class Recorder:
         self._pending.append((values, callback))
 
     def flush(self) -> None:
+        if self._scalars:
+            scalars, self._scalars = self._scalars, []
+            by_device: dict[torch.device, list[tuple[dict[str, Any], str, torch.Tensor]]] = {}
+            for item in scalars:
+                by_device.setdefault(item[2].device, []).append(item)
+            for items in by_device.values():
+                stacked = torch.stack([_flat32(t).reshape(()) for _, _, t in items])
+
+                def fill(values: list[float], items: list[Any] = items) -> None:
+                    for (record, key, _), value in zip(items, values, strict=True):
+                        record[key] = value
+
+                self._pending.append((stacked, fill))
         if not self._pending:
             return
         pending, self._pending = self._pending, []
