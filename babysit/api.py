@@ -12,7 +12,7 @@ from torch import nn
 from babysit.errors import BabysitError
 from babysit.report import Report, judge
 from babysit.rng import preserved_rng
-from babysit.session import Session
+from babysit.session import Session, strip_babysit_hooks
 from babysit.trace import Trace
 
 Selectors = Iterable[str] | str | None
@@ -61,7 +61,7 @@ def check(
                 f"copy.deepcopy({type(model).__name__}) failed: {exc}. Make the model "
                 "deep-copyable (no open files, locks or generators as attributes)."
             ) from exc
-        _strip_babysit_hooks(replica)
+        strip_babysit_hooks(replica)
         replica.train()
         session = Session(trace, sample_every=1, max_input_batches=1)
         failure: BaseException | None = None
@@ -275,12 +275,3 @@ def _describe_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     from babysit.probes.model_facts import describe_optimizer
 
     return describe_optimizer(optimizer)
-
-
-def _strip_babysit_hooks(model: nn.Module) -> None:
-    """deepcopy carries forward hooks along; drop babysit's so the copy feeds no live trace."""
-    for module in model.modules():
-        for hooks in (module._forward_hooks, module._forward_pre_hooks):
-            for key, hook in list(hooks.items()):
-                if getattr(hook, "__module__", "").startswith("babysit"):
-                    del hooks[key]

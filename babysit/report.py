@@ -66,6 +66,11 @@ class Report:
             "findings": [f.to_dict() for f in self.findings],
             "summary": self.summary,
             "checks": {"run": list(self.checks_run), "skipped": dict(self.skipped)},
+            "experiments": {
+                name: {"skipped": result["skipped"]} if "skipped" in result else {"ran": True}
+                for name, result in self.trace.experiments.items()
+                if name != "protocol" and isinstance(result, dict)
+            },
             "run": dict(self.trace.run),
             "notes": list(self.trace.notes),
         }

@@ -156,6 +156,7 @@ class Session:
         self.primary: torch.optim.Optimizer | None = None
         self._handles: list[Any] = []
         self._depth = 0
+        self._discovery_call: nn.Module | None = None
         self._training_forwards = 0
         self._started = False
         self._closed = False
@@ -255,8 +256,6 @@ class Session:
         except Exception as exc:
             self.trace.notes.append(f"the model could not be copied for experiments: {exc}")
             return
-        from babysit.experiments.context import strip_babysit_hooks
-
         strip_babysit_hooks(replica)
         self.snapshot = (model, replica)
 
@@ -317,11 +316,19 @@ class Session:
             )
         watch = self.add_model(module)
         if watch.model is module:
-            # the model's own pre-hook was attached during this call and will not fire for it
+            # the model's own pre-hook was attached during this call and will not fire for it;
+            # a global pre-hook sees no keyword arguments, the global post-hook will
             watch.root_pre(module, args, {})
+            self._discovery_call = module
 
     def _global_post(self, module: nn.Module, *rest: Any) -> None:
         self._depth = max(self._depth - 1, 0)
+        if module is self._discovery_call:
+            self._discovery_call = None
+            if len(rest) == 3 and rest[1]:  # (args, kwargs, output): a keyword-called model
+                args, kwargs = rest[0], rest[1]
+                self.first_batch = _snapshot(args, kwargs)
+                self.trace.facts["first_batch"] = _describe_batch(args, kwargs)
 
 
 def _collect(fn: Callable[[], Any], errors: list[BaseException]) -> None:
@@ -340,8 +347,8 @@ def _register_post_hook(model: nn.Module, hook: Callable[..., Any]) -> Any:
 
 def _register_global_post_hook(hook: Callable[..., Any]) -> Any:
     try:
-        return module_hooks.register_module_forward_hook(hook, always_call=True)
-    except TypeError:
+        return module_hooks.register_module_forward_hook(hook, with_kwargs=True, always_call=True)
+    except TypeError:  # older torch: no keyword arguments for global hooks
         return module_hooks.register_module_forward_hook(hook)
 
 
@@ -371,3 +378,12 @@ def _snapshot(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
     with contextlib.suppress(Exception):
         return tree_map(copy, args), tree_map(copy, kwargs)
     return args, kwargs
+
+
+def strip_babysit_hooks(model: nn.Module) -> None:
+    """deepcopy carries forward hooks along; drop babysit's so the copy feeds no live trace."""
+    for module in model.modules():
+        for hooks in (module._forward_hooks, module._forward_pre_hooks):
+            for key, hook in list(hooks.items()):
+                if getattr(hook, "__module__", "").startswith("babysit"):
+                    del hooks[key]

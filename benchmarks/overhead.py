@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import itertools
 import json
 import os
@@ -41,11 +40,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _machine import cpu_name, source_digest
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -312,38 +311,6 @@ def summarize(workload: Workload, runs: dict[str, list[dict[str, Any]]], report_
 
 
 # -- output --------------------------------------------------------------------------------------
-def cpu_name() -> str:
-    name = platform.processor()
-    if name and name not in ("x86_64", "aarch64", "arm", "i386"):
-        return name
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return name or platform.machine()
-
-
-def source_digest() -> str:
-    """A short hash of the babysit sources measured (the package may be edited between runs)."""
-    root = Path(babysit.__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
-    try:
-        import babysit.checks as catalog
-
-        for path in sorted(Path(catalog.__file__).resolve().parent.rglob("*.py")):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-    except ImportError:
-        pass
-    return digest.hexdigest()[:12]
-
-
 def machine_info() -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],

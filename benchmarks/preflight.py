@@ -46,7 +46,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse
 import functools
 import gc
-import hashlib
 import importlib.util
 import json
 import platform
@@ -60,6 +59,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from _machine import cpu_name, source_digest
 from torch import nn
 
 import babysit
@@ -498,37 +498,6 @@ def summarize(
 
 
 # -- output --------------------------------------------------------------------------------------
-def cpu_name() -> str:
-    name = platform.processor()
-    if name and name not in ("x86_64", "aarch64", "arm", "i386"):
-        return name
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return name or platform.machine()
-
-
-def source_digest() -> str:
-    """A short hash of the babysit sources measured (the package may be edited between runs)."""
-    digest = hashlib.sha256()
-    roots = [Path(babysit.__file__).resolve().parent]
-    try:
-        import babysit.checks as catalog
-
-        roots.append(Path(catalog.__file__).resolve().parent)
-    except ImportError:
-        pass
-    for root in roots:
-        for path in sorted(root.rglob("*.py")):
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
 def _loadavg() -> list[float] | None:
     try:
         return [round(v, 2) for v in os.getloadavg()]

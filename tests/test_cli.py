@@ -180,3 +180,43 @@ def test_console_script_end_to_end(script):
     assert proc.returncode == 1, proc.stderr
     assert "unnormalized-inputs" in proc.stdout
     assert "trained 5 steps" in proc.stdout
+
+
+HF_STYLE = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class TinyLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(50, 32)
+            self.head = nn.Linear(32, 50)
+
+        def forward(self, input_ids=None, labels=None):
+            logits = self.head(self.emb(input_ids))
+            loss = nn.functional.cross_entropy(logits.view(-1, 50), labels.view(-1))
+            return {"loss": loss, "logits": logits}
+
+    torch.manual_seed(0)
+    model = TinyLM()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ids = torch.randint(0, 50, (16, 12))
+    for _ in range(4):
+        out = model(input_ids=ids, labels=ids)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    """
+)
+
+
+def test_keyword_only_model_that_returns_its_loss_gets_the_protocol(tmp_path):
+    script = tmp_path / "lm.py"
+    script.write_text(HF_STYLE)
+    result = runner.invoke(app, ["audit", str(script), "-f", "json"])
+    data = json.loads(result.stdout)
+    assert result.exit_code == 0, data["findings"]
+    assert data["experiments"]["overfit"] == {"ran": True}
+    assert data["experiments"]["batch_mixing"] == {"ran": True}
+    assert [f for f in data["findings"] if f["severity"] != "info"] == []

@@ -73,7 +73,10 @@ def test_check_leaves_everything_untouched():
     model, opt = _model_with_everything()
     x, y = blobs(64)
     before = snapshot(model, opt)
-    babysit.check(model, x, y, loss_fn=nn.CrossEntropyLoss(), optimizer=opt)
+    report = babysit.check(model, x, y, loss_fn=nn.CrossEntropyLoss(), optimizer=opt)
+    # every experiment trained, stepped or backpropagated through a copy
+    for name in ("gradients", "batch_mixing", "overfit", "regularization"):
+        assert "skipped" not in report.trace.experiments[name], name
     assert_same(before, snapshot(model, opt))
 
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from babysit.experiments.batch import Batch, LossSpec
 from babysit.probes.model_facts import DROPOUT
+from babysit.session import strip_babysit_hooks
 from babysit.trace import Trace
 
 
@@ -113,12 +114,3 @@ class Context:
     def require_time(self) -> None:
         if self.time_left() <= 0:
             raise Skipped(f"the protocol's time budget ({self.settings.budget:g} s) was spent")
-
-
-def strip_babysit_hooks(model: nn.Module) -> None:
-    """deepcopy carries forward hooks along; drop babysit's so the copy feeds no live trace."""
-    for module in model.modules():
-        for hooks in (module._forward_hooks, module._forward_pre_hooks):
-            for key, hook in list(hooks.items()):
-                if getattr(hook, "__module__", "").startswith("babysit"):
-                    del hooks[key]
