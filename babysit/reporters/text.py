@@ -154,8 +154,10 @@ def experiment_lines(experiments: dict[str, Any]) -> list[tuple[str, str, str]]:
         label = name.replace("_", " ")
         if "skipped" in result:
             rows.append((label, "skipped", result["skipped"]))
-            continue
-        rows.append((label, "ran", _measured(name, result)))
+        elif "skipped_run" in result:
+            rows.append((label, "n/a", result["skipped_run"]))
+        else:
+            rows.append((label, "ran", _measured(name, result)))
     return rows
 
 
@@ -170,8 +172,6 @@ def _measured(name: str, result: dict[str, Any]) -> str:
         if result.get("accuracy") is not None:
             text += f", accuracy {result['accuracy']:.0%}"
         return text
-    if name == "regularization":
-        return result.get("skipped_run", "")
     if name == "gradients":
         bad = sum(len(result.get(k) or []) for k in ("no_grad", "zero_grad", "not_in_optimizer"))
         return f"{result['parameters']} parameter tensors, {bad} without a working gradient"
@@ -192,7 +192,7 @@ def experiment_summary(report: Report) -> Panel | None:
     table.add_column(no_wrap=True)
     table.add_column()
     for label, status, text in rows:
-        style = "green" if status == "ran" else "yellow"
+        style = {"ran": "green", "n/a": "dim"}.get(status, "yellow")
         table.add_row(label, Text(status, style=style), text)
     seconds = report.trace.experiments.get("protocol", {}).get("seconds")
     title = "pre-flight experiments (on copies)" + (f", {seconds:.1f} s" if seconds else "")
@@ -202,7 +202,7 @@ def experiment_summary(report: Report) -> Panel | None:
 def activation_chart(report: Report) -> Panel | None:
     """Bars of log10(activation std / input std) per Linear/conv layer, in forward order."""
     chain = signal_chain(report.trace)
-    if len(chain) < 2:
+    if sum(1 for layer in chain if math.isfinite(layer.relative) and layer.relative > 0) < 2:
         return None
     table = Table.grid(padding=(0, 1))
     table.add_column(style="dim", no_wrap=True)
