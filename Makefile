@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The buggy examples exit 1 by design (that is the CI gate); the demo shows their reports.
 demo: $(STAMP)
 	$(BIN)/babysit audit examples/mlp_classifier.py
-	$(BIN)/babysit audit examples/mlp_classifier.py -- --bug deep-tiny-init
-	$(BIN)/babysit audit examples/cnn_classifier.py -- --bug raw-pixels
+	$(BIN)/babysit audit examples/mlp_classifier.py --fail-on never -- --bug deep-tiny-init
+	$(BIN)/babysit audit examples/cnn_classifier.py --fail-on never -- --bug raw-pixels
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
