@@ -34,17 +34,26 @@ class ModelWatch:
     """The probes attached to one model, and its root hooks."""
 
     def __init__(
-        self, session: Session, model: nn.Module, label: str, *, compiled: bool = False
+        self,
+        session: Session,
+        model: nn.Module,
+        label: str,
+        *,
+        compiled: bool = False,
+        prefix: str = "",
     ) -> None:
         self.session = session
         self.model = model
         self.label = label
         recorder = session.recorder
-        self.facts = describe_model(model, recorder, label)
+        self.facts = describe_model(model, recorder, label, prefix)
+        self.facts["layer_prefix"] = prefix
         # torch.compile recompiles when hooks come and go: keep them attached for it
-        self.activations = ActivationProbe(recorder, model, persistent=compiled)
+        self.activations = ActivationProbe(recorder, model, persistent=compiled, prefix=prefix)
         self.inputs = InputProbe(recorder, model, max_batches=session.max_input_batches)
-        self.batchnorm = BatchNormProbe(recorder, model, session.loaders.current_loader)
+        self.batchnorm = BatchNormProbe(
+            recorder, model, session.loaders.current_loader, prefix=prefix
+        )
         self.handles: list[torch.utils.hooks.RemovableHandle] = [
             model.register_forward_pre_hook(
                 recorder.guard("model", self.root_pre), with_kwargs=True
@@ -230,8 +239,14 @@ class Session:
         if existing:
             return existing
         label = label or type(model).__name__
-        watch = ModelWatch(self, model, label, compiled=compiled)
-        self.recorder.flush()  # the weight statistics at init: one sync now, not in step 0
+        # the first model keeps its own layer names; later ones (a GAN's discriminator, a
+        # head trained on a frozen backbone) are prefixed so their statistics never mix
+        prefix = f"{label}#{len(self.models) + 1}." if self.models else ""
+        watch = ModelWatch(self, model, label, compiled=compiled, prefix=prefix)
+        try:  # the weight statistics at init: one sync now, not in step 0
+            self.recorder.flush()
+        except Exception as exc:  # e.g. meta tensors; never break the user's program
+            self.recorder.record_error("model facts", exc)
         self.models[id(model)] = watch
         models = self.trace.facts.setdefault("models", [])
         models.append(watch.facts)
@@ -307,8 +322,8 @@ class Session:
             return
         if not (module.training and torch.is_grad_enabled()):
             return
-        if next(module.parameters(), None) is None:
-            return  # a loss module or a parameter-free transform, not a model
+        if not any(p.requires_grad for p in module.parameters()):
+            return  # a loss module, a parameter-free transform or a frozen feature extractor
         if getattr(module, "_orig_mod", None) is not None:
             self.trace.notes.append(
                 "a torch.compile'd model was seen; statistics come from hooks traced into the "

@@ -97,11 +97,11 @@ class BatchNormBatchSizeOne(Check):
             ):
                 name, info = next(iter(layers.items()))
                 yield self.finding(
-                    f"The training DataLoader holds {loader['dataset_len']} samples in batches "
-                    f"of {loader['batch_size']} with drop_last=False, so the last batch of "
-                    f"every epoch has exactly 1 sample, and the model normalizes with "
-                    f"BatchNorm (`{name}` and {len(layers) - 1} more). The run stopped before "
-                    "that batch; a full epoch will reach it.",
+                    f"The training DataLoader draws {loader['dataset_len']} samples per epoch "
+                    f"in batches of {loader['batch_size']} with drop_last=False, so the last "
+                    f"batch of every epoch has exactly 1 sample, and the model normalizes with "
+                    f"BatchNorm (`{name}` and {len(layers) - 1} more). The observed run did not "
+                    "reach the end of an epoch; a full epoch will.",
                     _FIX,
                     evidence=_evidence(name, info, loader, 0),
                     layer=name,

@@ -44,6 +44,9 @@ class CannotOverfitTinyBatch(Check):
       depth 3–8 (ReLU and tanh), 71 for a small BatchNorm CNN. A softmax before
       `CrossEntropyLoss` cannot go below log(1 + (C−1)/e), 63 % of the start for C = 10.
     * `min_accuracy` = 1.0: every sample of the tiny batch classified correctly.
+    * A run that ends above `loss_ratio` with 100 % accuracy while its loss is still falling
+      (no plateau: at least 1 % better over the last 40 steps) is a slow learner, reported at
+      `info` level only; an `error` needs a plateau, a divergence or wrong predictions.
     * The experiment's step budget, 150 Adam steps at lr 3e-3 (retried at 3e-4 when the loss
       diverges), is twice the slowest clean case measured.
 
@@ -94,6 +97,21 @@ class CannotOverfitTinyBatch(Check):
                 f"(loss {initial:.4g} → {best:.4g}); it could not be judged.",
                 "Give the protocol more time (`budget=` in `babysit.check`, "
                 "`--preflight-budget` for `babysit audit`) or a smaller model to check.",
+                evidence=evidence,
+                severity=Severity.INFO,
+            )
+            return
+        still_learning = accurate and not run.get("plateaued") and not run.get("diverged")
+        if still_learning:
+            # 100 % accuracy and the loss still falling: a slow learner, not a broken one
+            yield self.finding(
+                f"{run.get('steps')} Adam steps on {run.get('samples')} samples took the loss from "
+                f"{initial:.4g} to {best:.4g} ({best / initial:.1%} of the start) and it was still "
+                "falling: not overfit yet, but nothing suggests it cannot be.",
+                "Nothing to fix if the model is small or heavily constrained. To confirm, "
+                "train the tiny batch longer:\n\n```python\nopt = torch.optim.Adam("
+                "model.parameters(), lr=3e-3)\nfor _ in range(500):\n    opt.zero_grad()\n"
+                "    loss = loss_fn(model(x[:8]), y[:8]); loss.backward(); opt.step()\n```",
                 evidence=evidence,
                 severity=Severity.INFO,
             )

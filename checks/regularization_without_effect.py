@@ -42,9 +42,11 @@ class RegularizationWithoutEffect(Check):
     ```
 
     ## Thresholds
-    * `min_increase` = 0.1: with dropout on, the final loss must be at least 10 % above the
-      unregularized final loss, plus `min_absolute` = 0.001 × the initial loss (so that two
-      losses that both reached ~0 count as equal).
+    * `min_increase` = 0: with dropout on, the final loss must be higher than the
+      unregularized final loss after the same number of steps. Dropout that runs always makes
+      the training-mode loss of a memorized batch noisier and higher (0.2 dropout in a small
+      CNN: 0.0354 against 0.0320 after 8 steps), so only dropout that has no effect at all
+      fires.
     * Weight decay alone is not judged by this experiment: at the usual strengths (1e-4 to
       5e-4) it barely changes a 100-step run on 8 samples, by design; it acts over a full run.
 
@@ -60,7 +62,7 @@ class RegularizationWithoutEffect(Check):
     severity = Severity.WARNING
     summary = "the model's regularization is absent or inert on the tiny-batch test"
     requires = ("experiments.regularization",)
-    thresholds = {"min_increase": 0.1, "min_absolute": 0.001}
+    thresholds = {"min_increase": 0.0}
 
     def run(self, trace: Trace, thresholds: Mapping[str, Any]) -> Iterable[Finding]:
         run = trace.experiments["regularization"]
@@ -92,7 +94,6 @@ class RegularizationWithoutEffect(Check):
         if active and "final_loss" in run:
             off = trace.experiments.get("overfit") or {}
             loss_off, loss_on = off.get("final_loss"), run.get("final_loss")
-            initial = off.get("initial_loss") or run.get("initial_loss") or 0.0
             evidence = {
                 "loss_without_regularization": loss_off,
                 "loss_with_regularization": loss_on,
@@ -113,11 +114,7 @@ class RegularizationWithoutEffect(Check):
             elif (
                 loss_off is not None
                 and loss_on is not None
-                and loss_on
-                <= (
-                    loss_off * (1 + thresholds["min_increase"])
-                    + thresholds["min_absolute"] * initial
-                )
+                and loss_on <= loss_off * (1 + thresholds["min_increase"])
             ):
                 yield self.finding(
                     f"With regularization on (dropout {_ps(active)}"

@@ -45,7 +45,8 @@ class UnnormalizedInputs(Check):
     * `max_mean_offset` = 3: median over features of |mean| / std. Images scaled to [0, 1]
       without `Normalize` measure about 2: that case, between `info_mean_offset` = 1 and 3, is
       reported as `info` only.
-    * Raw pixels: integer-valued floats in [0, 255] with a maximum above 1.
+    * Raw pixels: image-shaped inputs (N, C, H, W) of integer-valued floats in [0, 255] with a
+      maximum of at least 32.
 
     ## References
     * The babysitting checklist (lecture "Deep learning optimization II"): "preprocess the data
@@ -91,7 +92,14 @@ class UnnormalizedInputs(Check):
             evidence["per_feature_mean"] = batch["feature_mean"]
             evidence["per_feature_std"] = batch["feature_std"]
         problems: list[str] = []
-        raw_pixels = batch["integer_valued"] and batch["min"] >= 0 and 1 < batch["max"] <= 255
+        # image-shaped (N, C, H, W...) integer values in [0, 255] reaching well above 1:
+        # integer count features (bag of words, 0..5) are not pixels
+        raw_pixels = (
+            batch["integer_valued"]
+            and len(batch.get("shape", [])) >= 4
+            and batch["min"] >= 0
+            and 32 <= batch["max"] <= 255
+        )
         if raw_pixels:
             problems.append(
                 f"the inputs look like raw 0–255 pixel values (integer-valued, range "

@@ -50,6 +50,18 @@ class Batch:
             tree_map(cut, self.args), tree_map(cut, self.kwargs), tree_map(cut, self.targets)
         )
 
+    def map_floats(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        """The batch with ``fn`` applied to every floating-point tensor (inputs and targets)."""
+
+        def apply(value: Any) -> Any:
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                return fn(value)
+            return value
+
+        return Batch(
+            tree_map(apply, self.args), tree_map(apply, self.kwargs), tree_map(apply, self.targets)
+        )
+
     def with_main_input(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
         """The batch with its main input (first tensor argument) replaced by ``fn(input)``."""
         picked = pick_input(self.args, self.kwargs)

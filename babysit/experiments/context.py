@@ -96,12 +96,23 @@ class Context:
     optimizer: OptimizerSpec | None = None
     settings: Settings = field(default_factory=Settings)
     started: float = field(default_factory=time.monotonic)
+    #: a half-precision model is trained in float32 on the copies: Adam's eps (1e-8) and the
+    #: tiny-batch updates underflow in fp16, which would look like a model that cannot learn
+    upcast: bool = False
+
+    def __post_init__(self) -> None:
+        half = (torch.float16, torch.bfloat16)
+        if any(p.dtype in half for p in self.model.parameters()):
+            self.upcast = True
+            self.batch = self.batch.map_floats(lambda t: t.float())
 
     def copy(self, *, dropout: bool = True) -> nn.Module:
         """A fresh copy of the model at init, in training mode, without babysit's hooks."""
         replica = copy.deepcopy(self.model)
         strip_babysit_hooks(replica)
         replica.train()
+        if self.upcast:
+            replica.float()
         if not dropout:
             for module in replica.modules():
                 if isinstance(module, DROPOUT):

@@ -56,6 +56,7 @@ def run_protocol(ctx: Context, progress: Progress | None = None) -> None:
         "seconds": round(time.monotonic() - ctx.started, 3),
         "tiny_batch": ctx.settings.tiny_batch,
         "overfit_steps": ctx.settings.overfit_steps,
+        "upcast_to_float32": ctx.upcast,
     }
     if progress:
         progress("done", total, total)

@@ -78,7 +78,9 @@ class ActivationProbe:
 
     name = "activations"
 
-    def __init__(self, recorder: Recorder, model: nn.Module, *, persistent: bool = False) -> None:
+    def __init__(
+        self, recorder: Recorder, model: nn.Module, *, persistent: bool = False, prefix: str = ""
+    ) -> None:
         self.recorder = recorder
         self.model = model
         self.persistent = persistent
@@ -89,9 +91,10 @@ class ActivationProbe:
         self._ordered_once = False
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
         self._leaves: list[tuple[nn.Module, Any]] = []
-        for name, module in model.named_modules():
-            if not name or any(True for _ in module.children()):
+        for local, module in model.named_modules():
+            if not local or any(True for _ in module.children()):
                 continue
+            name = prefix + local
             info = recorder.trace.layers.setdefault(name, {"type": type(module).__name__})
             kind = activation_kind(module)
             if kind:
@@ -130,6 +133,8 @@ class ActivationProbe:
         # A Linear layer's input is usually the previous module's output: reduce it once.
         # The cache holds the tensor itself until end(), so its id cannot be reused by another
         # object meanwhile; the version counter catches in-place ops (ReLU(inplace=True)).
+        if self.persistent:  # compiled: Dynamo would guard on id() and recompile every step
+            return moments(x.detach(), zeros)
         key = (id(x), x._version)
         hit = self._cache.get(key)
         if hit is None or (zeros and len(hit[1]) < 3):
@@ -153,7 +158,7 @@ class ActivationProbe:
                 info.setdefault("order", self._order)
             self._order += 1
             out = first_tensor(output)
-            if out is None or not out.is_floating_point():
+            if out is None or not out.is_floating_point() or out.numel() == 0:
                 return
             # Zero fractions serve the init checks (functional-ReLU inference): first forward only.
             zeros = rectifier and first
@@ -163,12 +168,12 @@ class ActivationProbe:
             per_unit = out.numel() // units if units else 0
             peaks = unit_peaks(out) if rectifier and units else None
             pre = first_tensor(args) if saturating else None
-            has_pre = pre is not None and pre.is_floating_point()
+            has_pre = pre is not None and pre.is_floating_point() and pre.numel() > 0
             if has_pre:
                 level = (pre.detach().abs() >= SATURATION_LEVEL).sum(dtype=torch.float32)
                 parts.append(level / max(pre.numel(), 1))
             source = first_tensor(args) if weight_layer else None
-            has_input = source is not None and source.is_floating_point()
+            has_input = source is not None and source.is_floating_point() and source.numel() > 0
             if has_input:
                 parts.extend(self._moments_cached(source, zeros=first)[: 3 if first else 2])
                 in_numel = source.numel()

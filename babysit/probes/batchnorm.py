@@ -21,13 +21,15 @@ TINY_BATCH = 1
 class BatchNormProbe:
     name = "batchnorm"
 
-    def __init__(self, recorder: Recorder, model: nn.Module, current_loader: Any = None) -> None:
+    def __init__(
+        self, recorder: Recorder, model: nn.Module, current_loader: Any = None, prefix: str = ""
+    ) -> None:
         self.recorder = recorder
         self.current_loader = current_loader or (lambda: None)
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
         for name, module in model.named_modules():
             if isinstance(module, BATCHNORM):
-                hook = recorder.guard(self.name, self._make_hook(name, module))
+                hook = recorder.guard(self.name, self._make_hook(prefix + name, module))
                 self.handles.append(module.register_forward_pre_hook(hook))
 
     def _make_hook(self, name: str, module: nn.Module):
@@ -42,6 +44,8 @@ class BatchNormProbe:
             if not isinstance(x, torch.Tensor) or x.dim() < 2:
                 return
             batch = int(x.shape[0])
+            if batch == 0:
+                return
             per_channel = x.numel() // max(int(x.shape[1]), 1)
             if not counts:
                 self.recorder.trace.batchnorm[name] = entry

@@ -44,7 +44,7 @@ def feature_dim(x: torch.Tensor, channels_first: bool) -> int | None:
 
 
 def pick_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, torch.Tensor] | None:
-    """The first floating-point tensor among the positional, then keyword, arguments."""
+    """The first tensor among the positional, then keyword, arguments (the main input)."""
     for index, value in enumerate(args):
         if isinstance(value, torch.Tensor):
             return f"args[{index}]", value
@@ -87,7 +87,7 @@ class InputProbe:
             "dtype": str(x.dtype).replace("torch.", ""),
         }
         self.recorder.trace.inputs.append(entry)
-        if not x.is_floating_point() or x.numel() == 0:
+        if not x.is_floating_point() or x.numel() == 0 or x.dim() == 0:
             entry["floating"] = False
             return
         entry["floating"] = True

@@ -75,8 +75,10 @@ def describe_loader(loader: DataLoader) -> dict[str, Any]:
         "dataset": type(loader.dataset).__name__,
     }
     try:
-        size = len(loader.dataset)  # type: ignore[arg-type]
-    except TypeError:  # an IterableDataset without __len__
+        # the sampler decides what one epoch draws: a DistributedSampler hands each rank a
+        # shard, a custom sampler a subset (len(dataset) would overcount)
+        size = len(loader.sampler)  # type: ignore[arg-type]
+    except TypeError:  # an IterableDataset, or a sampler without __len__
         size = None
     entry["dataset_len"] = size
     if size is not None and loader.batch_size:

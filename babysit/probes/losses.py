@@ -120,6 +120,9 @@ class LossProbe:
             return event
         target = _arg(args, kwargs, 1, "target")
         event["reduction"] = _reduction(kwargs)
+        if prediction.numel() == 0 or (isinstance(target, torch.Tensor) and target.numel() == 0):
+            event["empty"] = True
+            return event
         event["prediction_shape"] = list(prediction.shape)
         if isinstance(target, torch.Tensor):
             event["target_shape"] = list(target.shape)

@@ -79,12 +79,17 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def describe_model(model: nn.Module, recorder: Recorder, label: str) -> dict[str, Any]:
-    """Structure facts now; weight statistics queued for the next flush (no sync here)."""
+def describe_model(
+    model: nn.Module, recorder: Recorder, label: str, prefix: str = ""
+) -> dict[str, Any]:
+    """Structure facts now; weight statistics queued for the next flush (no sync here).
+    Layer names get ``prefix`` (empty for the first model) so that two models never share
+    an entry in ``trace.layers``."""
     params = list(model.parameters())
     first = next(iter(params), None)
     norm_layers, dropout_layers, bn_layers, weight_layers = [], [], [], []
-    for name, module in model.named_modules():
+    for local, module in model.named_modules():
+        name = prefix + local
         if isinstance(module, NORMALIZATION):
             norm_layers.append(name)
         if isinstance(module, BATCHNORM):

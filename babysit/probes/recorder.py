@@ -180,8 +180,12 @@ class Recorder:
             by_device.setdefault(values.device, []).append(index)
         for indices in by_device.values():
             # float32 on the device (MPS has no float64); the host side works in float64
-            chunks = [_flat32(pending[i][0]) for i in indices]
-            host = torch.cat(chunks).cpu().tolist()  # the one host sync for this device
+            try:
+                chunks = [_flat32(pending[i][0]) for i in indices]
+                host = torch.cat(chunks).cpu().tolist()  # the one host sync for this device
+            except Exception as exc:  # meta tensors, a lost device: never break training
+                self.record_error("flush", exc)
+                continue
             offset = 0
             for i, chunk in zip(indices, chunks, strict=True):
                 size = chunk.numel()
