@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from babysit.errors import BabysitError
+from babysit.probes.inputs import pick_input
 from babysit.report import Report, judge
 from babysit.rng import preserved_rng
 from babysit.session import Session, strip_babysit_hooks
@@ -51,6 +53,21 @@ def check(
         raise BabysitError(
             f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
         )
+    if optimizer is not None:
+        owned = {id(p) for p in model.parameters()}
+        if not any(id(p) in owned for g in optimizer.param_groups for p in g["params"]):
+            raise BabysitError(
+                "the optimizer does not hold any parameter of the model: build it from "
+                "model.parameters() (of this model, not of a copy)"
+            )
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
+        raise BabysitError(f"budget must be a positive number of seconds, got {budget!r}")
+    if any(p.is_meta for p in model.parameters()):
+        raise BabysitError("the model has parameters on the meta device: materialize it first")
+    picked = pick_input(args, kwargs)
+    main = picked[1] if picked else None
+    if main is not None and main.dim() > 0 and main.shape[0] == 0:
+        raise BabysitError("the input batch is empty: pass at least one sample (8 or more)")
     trace = Trace(mode="check", target=type(model).__name__)
     with preserved_rng():
         try:
@@ -150,7 +167,7 @@ class Sitter:
                     entry[key] = values[0]
 
                 recorder.defer(value.detach().reshape(()), store)
-            elif isinstance(value, int | float):
+            elif isinstance(value, numbers.Real):  # Python and NumPy numbers
                 entry[key] = float(value)
             else:
                 raise BabysitError(
@@ -187,6 +204,8 @@ def watch(
         raise BabysitError(
             f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
         )
+    if any(p.is_meta for p in model.parameters()):
+        raise BabysitError("the model has parameters on the meta device: materialize it first")
     if not isinstance(sample_every, int) or sample_every < 1:
         raise BabysitError(f"sample_every must be a positive integer, got {sample_every!r}")
     if overhead_budget is not None and not overhead_budget > 0:
@@ -226,7 +245,13 @@ def _split_inputs(inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
 def _compute_loss(session: Session, output: Any, targets: Any, loss_fn: Any) -> None:
     if loss_fn is not None:
         loss = loss_fn(output) if targets is None else loss_fn(output, targets)
-        if session.losses.calls_this_forward == 0 and isinstance(loss, torch.Tensor):
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            got = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else repr(loss)
+            raise BabysitError(
+                f"loss_fn must return a scalar tensor, got {got}: use reduction='mean' (or "
+                "reduce it yourself) and return the tensor, not .item()"
+            )
+        if session.losses.calls_this_forward == 0:
             # a hand-written loss: its value is known, its chance level is not
             session.losses.observe_model_loss(loss)
         return
@@ -243,6 +268,11 @@ def _compute_loss(session: Session, output: Any, targets: Any, loss_fn: Any) -> 
             "targets were given but no loss_fn: pass loss_fn=, e.g. "
             "babysit.check(model, x, y, loss_fn=nn.CrossEntropyLoss())"
         )
+    raise BabysitError(
+        f"no loss: the model returned {type(output).__name__}, not a scalar loss or an object "
+        "with .loss; pass targets and loss_fn=, e.g. "
+        "babysit.check(model, x, y, loss_fn=nn.CrossEntropyLoss())"
+    )
 
 
 def _run_experiments(

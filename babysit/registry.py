@@ -62,8 +62,8 @@ def select(
     select: Iterable[str] | str | None = None, ignore: Iterable[str] | str | None = None
 ) -> list[type[Check]]:
     """The checks chosen by ``select`` (default: all) minus those matched by ``ignore``."""
-    chosen_selectors = _as_list(select) or ["ALL"]
-    ignored_selectors = _as_list(ignore)
+    chosen_selectors = as_selectors(select) or ["ALL"]
+    ignored_selectors = as_selectors(ignore)
     for selector in (*chosen_selectors, *ignored_selectors):
         if not any(_matches(c, selector) for c in all_checks()):
             known = ", ".join(f"{c.id} ({c.name})" for c in all_checks())
@@ -79,12 +79,17 @@ def select(
     ]
 
 
-def _as_list(value: Iterable[str] | str | None) -> list[str]:
+def as_selectors(value: Iterable[str] | str | None) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
         return [part for part in value.replace(",", " ").split() if part]
-    return [str(v) for v in value]
+    if not isinstance(value, Iterable) or not all(isinstance(v, str) for v in value):
+        raise BabysitError(
+            f"check selectors must be strings such as 'BS101', 'BS1' or "
+            f"'loss-at-init-not-chance' (or a list of them), got {value!r}"
+        )
+    return list(value)
 
 
 def catalog_markdown() -> str:

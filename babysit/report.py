@@ -184,6 +184,14 @@ def _resolve_thresholds(
                 f"check {check.id} ({check.name}) has no threshold(s) {sorted(unknown)}; "
                 f"known: {known}"
             )
+        for name, value in values.items():
+            default = check.thresholds[name]
+            numeric = isinstance(default, int | float) and not isinstance(default, bool)
+            if numeric and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise BabysitError(
+                    f"threshold {name!r} of {check.id} ({check.name}) must be a number like "
+                    f"its default {default!r}, got {value!r}"
+                )
         resolved[check.id] = values
     return resolved
 
@@ -195,7 +203,7 @@ def _split_ignore(
     layers inside it) only."""
     plain: list[str] = []
     scoped: list[tuple[str, str]] = []
-    items = ignore.replace(",", " ").split() if isinstance(ignore, str) else list(ignore or [])
+    items = registry.as_selectors(ignore)
     for item in items:
         selector, sep, layer = str(item).partition(":")
         if sep and layer:
