@@ -35,7 +35,9 @@ class BatchMixing(Check):
     seq = seq.permute(1, 0, 2).contiguous()   # (T, N, F) -> (N, T, F), then view/reshape
     ```
     If your model couples samples on purpose (attention across the batch, in-batch
-    contrastive losses, explicit batch statistics), ignore this check for it.
+    contrastive losses, explicit batch statistics), ignore this check for it. BatchNorm with
+    `track_running_stats=False` (batch statistics even in eval mode) is recognized and the
+    experiment is skipped with that reason.
 
     ## Thresholds
     `tolerance` = 1e-6: the largest gradient on another sample's input, relative to the largest

@@ -159,3 +159,15 @@ def test_valid_targets_and_ignore_index_are_quiet():
     y = y.clone()
     y[:5] = -100  # ignore_index
     assert findings_named(_check(mlp(), x, y), "targets-out-of-range") == []
+
+
+def test_batch_statistics_in_eval_mode_are_skipped_with_a_reason():
+    model = nn.Sequential(
+        nn.Linear(20, 32),
+        nn.BatchNorm1d(32, track_running_stats=False),
+        nn.ReLU(),
+        nn.Linear(32, 10),
+    )
+    report = _check(model)
+    assert findings_named(report, "batch-mixing") == []
+    assert "track_running_stats=False" in report.skipped["batch-mixing"]

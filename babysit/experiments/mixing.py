@@ -18,6 +18,18 @@ def batch_mixing(ctx: Context) -> dict[str, Any]:
     n = ctx.batch.size
     if n is None or n < 2:
         raise Skipped("batch mixing needs a batch of at least 2 samples")
+    coupled = [
+        name
+        for name, m in ctx.model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._NormBase)
+        and not isinstance(m, nn.modules.instancenorm._InstanceNorm)
+        and not m.track_running_stats
+    ]
+    if coupled:
+        raise Skipped(
+            f"`{coupled[0]}` normalizes with batch statistics even in eval mode "
+            "(track_running_stats=False): its outputs couple samples by design"
+        )
     k = min(n, 4)
     batch = ctx.batch.take(k)
     model = ctx.copy()
