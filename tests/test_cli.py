@@ -220,3 +220,12 @@ def test_keyword_only_model_that_returns_its_loss_gets_the_protocol(tmp_path):
     assert data["experiments"]["overfit"] == {"ran": True}
     assert data["experiments"]["batch_mixing"] == {"ran": True}
     assert [f for f in data["findings"] if f["severity"] != "info"] == []
+
+
+def test_a_script_that_trains_nothing_is_not_called_clean(tmp_path):
+    script = tmp_path / "hello.py"
+    script.write_text("print('hello')\n")
+    result = runner.invoke(app, ["audit", str(script)])
+    assert result.exit_code == 0
+    assert "nothing judged: no model was seen training" in result.stdout
+    assert "no findings" not in result.stdout

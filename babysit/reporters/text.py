@@ -97,7 +97,9 @@ def _summary_text(report: Report) -> Text:
     if trace.run.get("stopped_by"):
         details.append(f"stopped by {trace.run['stopped_by']}")
     text.append(f" ({', '.join(details)}): ", style="dim")
-    if not report.findings:
+    if not report.findings and trace.mode == "audit" and not trace.facts.get("models"):
+        text.append("nothing judged: no model was seen training", style="bold yellow")
+    elif not report.findings:
         text.append("✓ no findings", style="bold green")
     else:
         parts = []
