@@ -15,7 +15,6 @@ from babysit.trace import Trace
 #: Version of the JSON report format (``Report.to_json``). Bumped on incompatible changes.
 REPORT_SCHEMA = 1
 
-FAIL_ON_CHOICES = ("error", "warning", "info", "never")
 INTERNAL_ERROR_ID = "BS000"
 
 

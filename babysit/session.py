@@ -264,8 +264,7 @@ class Session:
     def capture_init(self, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Keep the first training batch and the model as it is before any update: the
         pre-flight experiments of ``babysit audit`` run on them after the script."""
-        self.first_batch = _snapshot(args, kwargs)
-        self.trace.facts["first_batch"] = _describe_batch(args, kwargs)
+        self._keep_batch(args, kwargs)
         try:
             replica = copy.deepcopy(model)
         except Exception as exc:
@@ -273,6 +272,10 @@ class Session:
             return
         strip_babysit_hooks(replica)
         self.snapshot = (model, replica)
+
+    def _keep_batch(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.first_batch = _snapshot(args, kwargs)
+        self.trace.facts["first_batch"] = _describe_batch(args, kwargs)
 
     def _match_first_loss(self, call: Any, prediction: torch.Tensor) -> None:
         if self.first_output is not None:
@@ -341,9 +344,7 @@ class Session:
         if module is self._discovery_call:
             self._discovery_call = None
             if len(rest) == 3 and rest[1]:  # (args, kwargs, output): a keyword-called model
-                args, kwargs = rest[0], rest[1]
-                self.first_batch = _snapshot(args, kwargs)
-                self.trace.facts["first_batch"] = _describe_batch(args, kwargs)
+                self._keep_batch(rest[0], rest[1])
 
 
 def _collect(fn: Callable[[], Any], errors: list[BaseException]) -> None:

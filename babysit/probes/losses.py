@@ -81,7 +81,6 @@ class LossProbe:
             finish(event, result)
             return result
 
-        wrapper.__babysit_original__ = original  # type: ignore[attr-defined]
         return wrapper
 
     def observe_model_loss(self, loss: torch.Tensor) -> None:
