@@ -9,12 +9,37 @@ Three ways in, one set of checks:
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from babysit._version import __version__
-from babysit.api import Sitter, check, watch
 from babysit.check import Check, Finding, Location, Severity
 from babysit.errors import BabysitError, FindingsError
 from babysit.report import Report, judge
 from babysit.trace import Trace
+
+if TYPE_CHECKING:
+    from babysit.api import Sitter, check, watch
+
+# `babysit.api` imports torch (~2 s). It loads on first use so that light entry points (the
+# pytest plugin, which pytest imports in every run, and `babysit lint`) stay light.
+# Importing the `babysit.check` submodule above bound the name `check` to it; drop it so that
+# `babysit.check` resolves to the function below.
+globals().pop("check", None)
+_LAZY = {"Sitter": "babysit.api", "check": "babysit.api", "watch": "babysit.api"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'babysit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BabysitError",

@@ -108,6 +108,12 @@ def check(
     return report
 
 
+#: Metric names that ``sitter.log`` and the trainer callbacks read as the validation loss.
+VALIDATION_LOSS_KEYS = frozenset(
+    {"val_loss", "valid_loss", "validation_loss", "eval_loss", "val/loss", "valid/loss"}
+)
+
+
 class Sitter:
     """Returned by :func:`watch`; observes a real training loop while the block runs."""
 
@@ -174,6 +180,8 @@ class Sitter:
                     f"metric {key!r} must be a number or a scalar tensor, "
                     f"got {type(value).__name__}"
                 )
+            if key.lower() in VALIDATION_LOSS_KEYS:
+                self.session.record_validation(value, source="log")
 
     @property
     def report(self) -> Report:

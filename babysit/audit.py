@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from babysit import _autostart
 from babysit.errors import BabysitError
 from babysit.experiments.protocol import Progress
 from babysit.probes.recorder import StopRun
@@ -40,6 +41,7 @@ def audit(
     *,
     max_steps: int | None = 200,
     max_time: float | None = None,
+    max_epochs: int | None = None,
     sample_every: int = 10,
     overhead_budget: float | None = 0.03,
     script_stdout: IO[str] | None = None,
@@ -55,6 +57,7 @@ def audit(
     if path.suffix not in (".py", ""):
         raise BabysitError(f"{script} is not a Python script (.py)")
     trace = Trace(mode="audit", target=str(script))
+    add_source(trace, path)  # the static rules (BS9xx) read the script too (before it can chdir)
     trace.run["script_args"] = list(script_args)
     session = Session(
         trace,
@@ -62,15 +65,19 @@ def audit(
         overhead_budget=overhead_budget,
         max_steps=max_steps,
         max_time=max_time,
+        max_epochs=max_epochs,
         discover=True,
         capture_batch=True,
     )
-    session.start()
-    try:
-        with _redirect_stdout(script_stdout):
-            outcome = run_script(path, script_args)
-    finally:
-        session.close()
+    # processes the script starts (Lightning DDP ranks) babysit themselves: see _autostart
+    with _autostart.for_children(sample_every, overhead_budget) as child_traces:
+        session.start()
+        try:
+            with _redirect_stdout(script_stdout):
+                outcome = run_script(path, script_args)
+        finally:
+            session.close()
+        _autostart.record_children(trace, child_traces)
     trace.run["status"] = outcome.status
     trace.run["script_exit_code"] = outcome.exit_code
     if outcome.error:
@@ -85,6 +92,19 @@ def audit(
     if preflight:
         run_captured_protocol(session, preflight_budget, progress)
     return trace, outcome
+
+
+def add_source(trace: Trace, path: Path) -> None:
+    """Put the script's text in ``trace.sources`` (path relative to the working directory when
+    it is below it); a script that cannot be read or parsed becomes a note."""
+    from babysit.lint import read_sources
+
+    shown = path
+    with contextlib.suppress(ValueError, OSError):
+        shown = path.resolve().relative_to(Path.cwd().resolve())
+    collected = read_sources([str(shown)])
+    trace.sources.extend(collected.sources)
+    trace.notes.extend(f"static rules: {note}" for note in collected.notes)
 
 
 def run_captured_protocol(

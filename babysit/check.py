@@ -54,16 +54,21 @@ _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2}
 
 @dataclass(frozen=True)
 class Location:
-    """Where a finding points: a layer (module name) and/or a script line."""
+    """Where a finding points: a layer (module name) and/or a script line (and column, 1-based,
+    for static findings)."""
 
     layer: str | None = None
     file: str | None = None
     line: int | None = None
+    column: int | None = None
 
     def __str__(self) -> str:
         parts = []
         if self.file:
-            parts.append(f"{self.file}:{self.line}" if self.line else self.file)
+            where = self.file
+            if self.line:
+                where += f":{self.line}" + (f":{self.column}" if self.column else "")
+            parts.append(where)
         if self.layer:
             parts.append(f"layer {self.layer}")
         return ", ".join(parts)
@@ -75,7 +80,12 @@ class Location:
     def from_dict(cls, data: Mapping[str, Any] | None) -> Location | None:
         if not data:
             return None
-        return cls(layer=data.get("layer"), file=data.get("file"), line=data.get("line"))
+        return cls(
+            layer=data.get("layer"),
+            file=data.get("file"),
+            line=data.get("line"),
+            column=data.get("column"),
+        )
 
 
 @dataclass(frozen=True)
@@ -180,9 +190,10 @@ class Check:
         layer: str | None = None,
         file: str | None = None,
         line: int | None = None,
+        column: int | None = None,
         severity: Severity | None = None,
     ) -> Finding:
-        location = Location(layer, file, line) if (layer or file) else None
+        location = Location(layer, file, line, column) if (layer or file) else None
         return Finding(
             id=self.id,
             name=self.name,

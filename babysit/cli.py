@@ -36,8 +36,13 @@ app = typer.Typer(
 
 
 class Format(str, Enum):
+    """Report formats, shared by every command that reports findings."""
+
     text = "text"
     json = "json"
+    sarif = "sarif"
+    junit = "junit"
+    github = "github"
 
 
 class CatalogFormat(str, Enum):
@@ -77,12 +82,52 @@ IgnoreOpt = Annotated[
     list[str] | None,
     typer.Option("--ignore", help="Skip these checks; ID:layer skips one check on one layer."),
 ]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Report format.")]
+FormatOpt = Annotated[
+    Format | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Report format: text, json, sarif (code scanning), junit, github (annotations and "
+        "step summary). Default: `format` in [tool.babysit], else text.",
+        show_default=False,
+    ),
+]
 OutputOpt = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
 ]
 FailOnOpt = Annotated[
-    FailOn, typer.Option("--fail-on", help="Lowest severity that makes the exit code 1.")
+    FailOn | None,
+    typer.Option(
+        "--fail-on",
+        help="Lowest severity that makes the exit code 1. Default: `fail-on` in "
+        "[tool.babysit], else error.",
+        show_default=False,
+    ),
+]
+BaselineOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--baseline",
+        metavar="FILE",
+        help="Report only findings that are not in FILE (written with --write-baseline).",
+    ),
+]
+WriteBaselineOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--write-baseline",
+        metavar="FILE",
+        help="Record today's findings in FILE as accepted: they no longer count, here or in "
+        "later runs with --baseline FILE.",
+    ),
+]
+HtmlOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--html",
+        metavar="FILE",
+        help="Also write a self-contained HTML report (charts included) to FILE.",
+    ),
 ]
 
 
@@ -93,27 +138,47 @@ def audit(
     ctx: typer.Context,
     script: Annotated[Path, typer.Argument(help="The training script to run.")],
     max_steps: Annotated[
-        int,
-        typer.Option(help="Stop after this many optimizer steps; 0 lets the script finish."),
-    ] = 200,
+        int | None,
+        typer.Option(
+            help="Stop after this many optimizer steps; 0 lets the script finish. [default: 200]",
+            show_default=False,
+        ),
+    ] = None,
     max_time: Annotated[
-        float, typer.Option(help="Stop after this many seconds; 0 for no limit.")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            help="Stop after this many seconds; 0 for no limit. [default: 0]", show_default=False
+        ),
+    ] = None,
+    max_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop when this many training epochs are done; 0 for no limit. [default: 0]",
+            show_default=False,
+        ),
+    ] = None,
     sample_every: Annotated[
-        int, typer.Option(help="Take layer statistics every N-th step (at most).")
-    ] = 10,
+        int | None,
+        typer.Option(
+            help="Take layer statistics every N-th step (at most). [default: 10]",
+            show_default=False,
+        ),
+    ] = None,
     overhead_budget: Annotated[
-        float,
+        float | None,
         typer.Option(
             help="Sample less often when statistics would cost more than this fraction of "
-            "the training time; 0 samples exactly every --sample-every steps."
+            "the training time; 0 samples exactly every --sample-every steps. [default: 0.03]",
+            show_default=False,
         ),
-    ] = 0.03,
-    fmt: FormatOpt = Format.text,
+    ] = None,
+    fmt: FormatOpt = None,
     output: OutputOpt = None,
-    fail_on: FailOnOpt = FailOn.error,
+    fail_on: FailOnOpt = None,
     select: SelectOpt = None,
     ignore: IgnoreOpt = None,
+    baseline: BaselineOpt = None,
+    write_baseline: WriteBaselineOpt = None,
     save_trace: Annotated[
         Path | None,
         typer.Option("--trace", help="Also save the recorded trace (JSON) for `babysit report`."),
@@ -126,31 +191,60 @@ def audit(
         ),
     ] = True,
     preflight_budget: Annotated[
-        float, typer.Option(help="Seconds for the pre-flight experiments.")
-    ] = 30.0,
+        float | None,
+        typer.Option(
+            help="Seconds for the pre-flight experiments. [default: 30]", show_default=False
+        ),
+    ] = None,
+    html: HtmlOpt = None,
 ) -> None:
     """Run SCRIPT unmodified under instrumentation and report what is wrong with its training.
 
     Arguments after `--` go to the script: babysit audit train.py --max-steps 50 -- --lr 3e-4
+
+    Options not given here come from [tool.babysit] in the nearest pyproject.toml.
     """
     from babysit.audit import audit as run_audit
     from babysit.errors import BabysitError
     from babysit.report import judge
 
     script_args = list(ctx.args)
+    settings = _settings(
+        script,
+        select=select,
+        ignore=ignore,
+        fail_on=fail_on,
+        format=fmt,
+        max_steps=max_steps,
+        max_time=max_time,
+        max_epochs=max_epochs,
+        sample_every=sample_every,
+        overhead_budget=overhead_budget,
+        preflight_budget=preflight_budget,
+    )
+    fmt, fail_on = Format(settings.format), FailOn(settings.fail_on)
+    max_epochs = settings.max_epochs
+    select, ignore = settings.select, list(settings.ignore)
+    max_steps, max_time = settings.max_steps, settings.max_time
+    sample_every, overhead_budget = settings.sample_every, settings.overhead_budget
+    preflight_budget = settings.preflight_budget
+    accepted = _load_baseline(baseline)
+    _check_writable(write_baseline, "--write-baseline")
     if (
         max_steps < 0
         or max_time < 0
+        or max_epochs < 0
         or sample_every < 1
         or preflight_budget <= 0
         or overhead_budget < 0
     ):
         _usage(
-            "--max-steps, --max-time and --overhead-budget must be >= 0, --sample-every >= 1 and "
-            "--preflight-budget > 0"
+            "--max-steps, --max-epochs, --max-time and --overhead-budget must be >= 0, "
+            "--sample-every >= 1 and --preflight-budget > 0"
         )
+    _check_html_path(html)  # before the run, not after minutes of training
     try:
-        judge_args = {"select": select, "ignore": ignore}
+        judge_args = {"select": select, "ignore": ignore, "thresholds": settings.thresholds}
         judge(_empty_trace(), **judge_args)  # validate selectors before running anything
         machine = fmt is not Format.text and output is None
         with _progress() as progress:
@@ -159,6 +253,7 @@ def audit(
                 script_args,
                 max_steps=max_steps or None,
                 max_time=max_time or None,
+                max_epochs=max_epochs or None,
                 sample_every=sample_every,
                 overhead_budget=overhead_budget or None,
                 # keep stdout parseable: the script's own prints go to stderr instead
@@ -174,7 +269,9 @@ def audit(
         _usage(str(exc))
     except Exception:
         _internal()
-    _emit(report, fmt, output)
+    report = _use_baseline(report, accepted, write_baseline)
+    _emit(report, fmt, output, fail_on=fail_on)
+    _write_html(report, html)
     if outcome.failed:
         typer.echo(
             f"babysit: the script failed ({outcome.error or f'exit code {outcome.exit_code}'}); "
@@ -188,27 +285,167 @@ def audit(
 @app.command()
 def report(
     trace_file: Annotated[Path, typer.Argument(help="A trace saved with `audit --trace`.")],
-    fmt: FormatOpt = Format.text,
+    fmt: FormatOpt = None,
     output: OutputOpt = None,
-    fail_on: FailOnOpt = FailOn.error,
+    fail_on: FailOnOpt = None,
     select: SelectOpt = None,
     ignore: IgnoreOpt = None,
+    baseline: BaselineOpt = None,
+    write_baseline: WriteBaselineOpt = None,
+    html: HtmlOpt = None,
 ) -> None:
     """Judge a saved trace again (for example with other checks or thresholds)."""
     from babysit.errors import BabysitError
     from babysit.report import judge
     from babysit.trace import Trace
 
+    settings = _settings(trace_file, select=select, ignore=ignore, fail_on=fail_on, format=fmt)
+    fmt, fail_on = Format(settings.format), FailOn(settings.fail_on)
+    accepted = _load_baseline(baseline)
     try:
         trace = Trace.load(trace_file)
-        result = judge(trace, select=select, ignore=ignore)
+        result = judge(
+            trace, select=settings.select, ignore=settings.ignore, thresholds=settings.thresholds
+        )
     except FileNotFoundError:
         _usage(f"no such trace file: {trace_file}")
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
         _usage(f"{trace_file} is not a babysit trace: {exc}")
     except BabysitError as exc:
         _usage(str(exc))
-    _emit(result, fmt, output)
+    _check_html_path(html)
+    result = _use_baseline(result, accepted, write_baseline)
+    _emit(result, fmt, output, fail_on=fail_on)
+    _write_html(result, html)
+    raise typer.Exit(result.exit_code(fail_on.value))
+
+
+@app.command()
+def lint(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Python files, or directories searched recursively for *.py."),
+    ],
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    fail_on: FailOnOpt = None,
+    select: SelectOpt = None,
+    ignore: IgnoreOpt = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", metavar="GLOB", help="Skip files and directories matching GLOB."),
+    ] = None,
+) -> None:
+    """Read training scripts without running them and report the bugs visible in the code
+    (the static rules, BS9xx). `# babysit: ignore[BS903]` on a line silences it there."""
+    from babysit.errors import BabysitError
+    from babysit.lint import lint_trace, static_selection
+    from babysit.report import judge
+
+    fmt, fail_on = fmt or Format.text, fail_on or FailOn.error
+    try:
+        rules = static_selection(select, ignore)
+        result = judge(lint_trace(paths, exclude or ()), select=rules)
+    except BabysitError as exc:
+        _usage(str(exc))
+    except Exception:
+        _internal()
+    _emit(result, fmt, output, fail_on=fail_on)
+    raise typer.Exit(result.exit_code(fail_on.value))
+
+
+@app.command("check")
+def check_factory(
+    factory: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODULE:FACTORY",
+            help="A function taking no arguments that returns (model, (inputs, targets), "
+            "loss_fn[, optimizer]) or a dict of them; MODULE is a dotted name or a .py file.",
+        ),
+    ],
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    fail_on: FailOnOpt = None,
+    select: SelectOpt = None,
+    ignore: IgnoreOpt = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds for the pre-flight experiments. Default: `preflight-budget` in "
+            "[tool.babysit], else 30.",
+            show_default=False,
+        ),
+    ] = None,
+    experiments: Annotated[
+        bool,
+        typer.Option(
+            help="Run the experiments (overfit a tiny batch, ...); without them only the "
+            "checks of one forward pass run."
+        ),
+    ] = True,
+    seed: Annotated[
+        int, typer.Option(help="Seed torch and random before calling the factory.")
+    ] = 0,
+    baseline: BaselineOpt = None,
+    write_baseline: WriteBaselineOpt = None,
+    html: HtmlOpt = None,
+) -> None:
+    """Pre-flight the model that FACTORY builds, without running any training script.
+
+    babysit check tests/models.py:make_model --fail-on warning
+    """
+    from babysit.errors import BabysitError
+    from babysit.factory import FactoryFailed, load
+    from babysit.report import judge
+
+    module = Path(factory.rpartition(":")[0])
+    settings = _settings(
+        module if module.suffix == ".py" and module.is_file() else None,
+        select=select,
+        ignore=ignore,
+        fail_on=fail_on,
+        format=fmt,
+        preflight_budget=budget,
+    )
+    fmt, fail_on = Format(settings.format), FailOn(settings.fail_on)
+    judge_args = {"select": settings.select, "ignore": settings.ignore}
+    judge_args["thresholds"] = settings.thresholds
+    if settings.preflight_budget <= 0:
+        _usage("--budget must be > 0 seconds")
+    accepted = _load_baseline(baseline)
+    _check_writable(write_baseline, "--write-baseline")
+    _check_html_path(html)
+    try:
+        judge(_empty_trace(), **judge_args)  # validate before importing the user's code
+        problem = load(factory, seed=seed)
+    except FactoryFailed as exc:
+        typer.echo(f"babysit: {exc}\n\n{exc.traceback.rstrip()}", err=True)
+        raise typer.Exit(EXIT_SCRIPT_FAILED) from None
+    except BabysitError as exc:
+        _usage(str(exc))
+    try:
+        from babysit.api import check as run_check
+
+        result = run_check(
+            problem.model,
+            problem.inputs,
+            problem.targets,
+            loss_fn=problem.loss_fn,
+            optimizer=problem.optimizer,
+            experiments=experiments,
+            budget=settings.preflight_budget,
+            **judge_args,
+        )
+    except BabysitError as exc:
+        _usage(f"{factory}: {exc}")
+    except Exception:
+        _internal()
+    if problem.source:
+        result.trace.run["source"] = problem.source  # CI annotations point at the factory
+    result = _use_baseline(result, accepted, write_baseline)
+    _emit(result, fmt, output, fail_on=fail_on)
+    _write_html(result, html)
     raise typer.Exit(result.exit_code(fail_on.value))
 
 
@@ -258,13 +495,20 @@ def explain(
     console.print(Markdown(registry.explain_markdown(check)))
 
 
-def _emit(report, fmt: Format, output: Path | None) -> None:
+def _emit(report, fmt: Format, output: Path | None, *, fail_on: FailOn | str = "error") -> None:
     from babysit.reporters import render
 
     if fmt is Format.text and output is None:
         report.print()
         return
-    text = render(report, fmt.value)
+    text = render(report, fmt.value, fail_on=getattr(fail_on, "value", fail_on))
+    if fmt is Format.github:
+        from babysit.reporters.github import write_step_summary
+
+        try:
+            write_step_summary(report)
+        except OSError as exc:
+            typer.echo(f"babysit: cannot append to $GITHUB_STEP_SUMMARY: {exc}", err=True)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -275,6 +519,81 @@ def _emit(report, fmt: Format, output: Path | None) -> None:
         _usage(f"cannot write the report to {output}: {exc}")
     if fmt is not Format.text:
         report.print()  # stdout is free: the machine-readable report went to the file
+
+
+def _settings(start: Path | None, **given):
+    """``[tool.babysit]`` from the nearest pyproject.toml (above ``start``, else the working
+    directory), with the flags given on the command line (not None) on top."""
+    from babysit.config import load_config
+    from babysit.errors import BabysitError
+
+    try:
+        config = load_config(start, Path.cwd()) if start is not None else load_config()
+        return config.merge(**given)
+    except BabysitError as exc:
+        _usage(str(exc))
+
+
+def _load_baseline(path: Path | None):
+    if path is None:
+        return None
+    from babysit.baseline import load_baseline
+    from babysit.errors import BabysitError
+
+    try:
+        return load_baseline(path)
+    except BabysitError as exc:
+        _usage(str(exc))
+
+
+def _check_writable(path: Path | None, option: str) -> None:
+    if path is not None and (path.is_dir() or not path.parent.is_dir()):
+        _usage(f"{option} {path}: not a file in an existing directory")
+
+
+def _use_baseline(report, accepted, write_to: Path | None):
+    """Record the findings in ``write_to`` (then they count as accepted), and drop the
+    findings a baseline accepts, saying how many."""
+    from babysit.baseline import apply_baseline, load_baseline, write_baseline
+    from babysit.errors import BabysitError
+
+    if write_to is not None:
+        try:
+            count = write_baseline(report, write_to)
+            accepted = load_baseline(write_to)
+        except BabysitError as exc:
+            _usage(str(exc))
+        typer.echo(f"babysit: recorded {count} finding(s) in the baseline {write_to}", err=True)
+    if accepted is None:
+        return report
+    report = apply_baseline(report, accepted)
+    if report.baselined:
+        typer.echo(
+            f"babysit: {report.baselined} finding(s) accepted by the baseline {accepted.path} "
+            "are not shown",
+            err=True,
+        )
+    return report
+
+
+def _check_html_path(path: Path | None) -> None:
+    if path is None:
+        return
+    if path.is_dir():
+        _usage(f"--html {path} is a directory; give a file name such as report.html")
+    if not path.parent.is_dir():
+        _usage(f"cannot write the HTML report to {path}: no such directory {path.parent}")
+
+
+def _write_html(report, path: Path | None) -> None:
+    if path is None:
+        return
+    from babysit.reporters import render
+
+    try:
+        path.write_text(render(report, "html"), encoding="utf-8")
+    except OSError as exc:
+        _usage(f"cannot write the HTML report to {path}: {exc}")
 
 
 @contextlib.contextmanager

@@ -25,6 +25,8 @@ class Report:
     trace: Trace
     checks_run: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    #: Findings dropped because a baseline file accepted them (None: no baseline applied).
+    baselined: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -58,7 +60,7 @@ class Report:
             raise FindingsError(render_plain(self, failing), failing)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "schema": REPORT_SCHEMA,
             "babysit_version": __version__,
             "target": self.target,
@@ -73,6 +75,9 @@ class Report:
             "run": dict(self.trace.run),
             "notes": list(self.trace.notes),
         }
+        if self.baselined is not None:
+            data["baselined"] = self.baselined
+        return data
 
     def to_json(self, indent: int | None = 2) -> str:
         from babysit.reporters.json import render
@@ -103,7 +108,7 @@ def judge(
     checks = registry.select(select, plain_ignore)
     # The internal-error check reports failures of the other checks too, so it runs last.
     checks.sort(key=lambda c: c.id == INTERNAL_ERROR_ID)
-    overrides = _resolve_thresholds(thresholds or {})
+    overrides = resolve_thresholds(thresholds or {})
     findings: list[Finding] = []
     run: list[str] = []
     skipped: dict[str, str] = {}
@@ -111,7 +116,8 @@ def judge(
         check = check_cls()
         reason = check.missing_requirements(trace)
         if reason:
-            skipped[check.name] = reason
+            if _applicable(check_cls, trace.mode):
+                skipped[check.name] = reason
             continue
         run.append(check.name)
         try:
@@ -123,8 +129,39 @@ def judge(
                 {"probe": f"check {check.id}", "error": f"{type(exc).__name__}: {exc}"}
             )
     findings = [f for f in findings if not _suppressed(f, scoped)]
+    if trace.sources:  # `# babysit: ignore[...]` comments on the lines findings point at
+        from babysit.lint.suppressions import without_suppressed
+
+        findings = without_suppressed(findings, trace.sources)
     findings = fold_consequences(findings, {c.name: c for c in checks})
     return Report(trace.target, list(iter_sorted(findings)), trace, run, skipped)
+
+
+#: Trace sections a way in never records: checks that need them are not "skipped" there, they
+#: do not apply (a pre-flight has no epochs, a watched loop no script source or experiments).
+_NEVER_RECORDED = {
+    "check": ("sources", "evals", "epochs", "gradients", "events", "run.grad_reset_checks"),
+    "watch": ("sources", "experiments"),
+    "lint": (
+        "steps",
+        "losses",
+        "layers",
+        "inputs",
+        "batchnorm",
+        "experiments",
+        "evals",
+        "epochs",
+        "gradients",
+        "events",
+        "run",
+        "facts",
+    ),
+}
+
+
+def _applicable(check: type[Check], mode: str) -> bool:
+    never = _NEVER_RECORDED.get(mode, ())
+    return not any(req == n or req.startswith(n + ".") for req in check.requires for n in never)
 
 
 def fold_consequences(findings: list[Finding], checks: Mapping[str, type[Check]]) -> list[Finding]:
@@ -165,9 +202,10 @@ def fold_consequences(findings: list[Finding], checks: Mapping[str, type[Check]]
     return result
 
 
-def _resolve_thresholds(
+def resolve_thresholds(
     thresholds: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Mapping[str, Any]]:
+    """Validate per-check threshold overrides keyed by check id or name; keys become ids."""
     resolved: dict[str, Mapping[str, Any]] = {}
     for key, values in thresholds.items():
         check = registry.get(key)

@@ -17,17 +17,31 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.modules import module as module_hooks
-from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 from torch.utils._pytree import tree_map
 
 from babysit.probes.activations import ActivationProbe, first_tensor
 from babysit.probes.batchnorm import BatchNormProbe
+from babysit.probes.epochs import EpochProbe
+from babysit.probes.eval_mode import EvalModeProbe
+from babysit.probes.gradients import GradientProbe
 from babysit.probes.inputs import InputProbe
 from babysit.probes.loaders import LoaderProbe
 from babysit.probes.losses import LossProbe
 from babysit.probes.model_facts import describe_model, describe_optimizer, unwrap
 from babysit.probes.recorder import Recorder, Schedule, StopRun
 from babysit.trace import Trace
+
+#: Sessions that are running, innermost last: trainer callbacks attach to the active one.
+_ACTIVE: list[Session] = []
+
+
+def current_session() -> Session | None:
+    """The innermost running session (an audit or a ``watch`` block), or None."""
+    return _ACTIVE[-1] if _ACTIVE else None
 
 
 class ModelWatch:
@@ -54,6 +68,10 @@ class ModelWatch:
         self.batchnorm = BatchNormProbe(
             recorder, model, session.loaders.current_loader, prefix=prefix
         )
+        self.eval_mode = EvalModeProbe(recorder, model, prefix)
+        self.observe_eval_mode = recorder.guard("eval_mode", self.eval_mode.observe)
+        self._arm_reset_check = recorder.guard("gradients", session.gradients.arm_reset_check)
+        session.gradients.add_model(model, prefix)
         self.handles: list[torch.utils.hooks.RemovableHandle] = [
             model.register_forward_pre_hook(
                 recorder.guard("model", self.root_pre), with_kwargs=True
@@ -73,8 +91,12 @@ class ModelWatch:
         recorder = session.recorder
         session.losses.calls_this_forward = 0
         if not (module.training and torch.is_grad_enabled()):
+            session.losses.model_training = False
             recorder.series("eval_forward", True)
+            if not torch.is_grad_enabled():
+                self.observe_eval_mode()
             return
+        session.losses.model_training = True
         session.on_training_forward()
         first_of_step = self.forward_step != recorder.step
         self.forward_step = recorder.step
@@ -85,6 +107,8 @@ class ModelWatch:
         if session.capture_batch and session.first_batch is None:
             session.capture_init(self.model, args, kwargs)
         recording = recorder.sampling and first_of_step
+        if first_of_step:
+            self._arm_reset_check(session.primary)
         if recording:
             self.observe_inputs(args, kwargs)
             self.activations.begin()
@@ -140,6 +164,7 @@ class Session:
         overhead_budget: float | None = None,
         max_steps: int | None = None,
         max_time: float | None = None,
+        max_epochs: int | None = None,
         max_input_batches: int = 4,
         discover: bool = False,
         capture_batch: bool = False,
@@ -148,6 +173,7 @@ class Session:
         self.recorder = Recorder(trace, Schedule(every=sample_every, budget=overhead_budget))
         self.max_steps = max_steps or None
         self.max_time = max_time or None
+        self.max_epochs = max_epochs or None
         self.max_input_batches = max_input_batches
         self.discover = discover
         self.capture_batch = capture_batch
@@ -160,6 +186,11 @@ class Session:
         self.losses.on_first_call = self._match_first_loss
         self.losses.capture_first = capture_batch
         self.loaders = LoaderProbe(self.recorder)
+        self.epochs = EpochProbe(self.recorder)
+        self.losses.epochs = self.epochs
+        self.loaders.on_training_epoch = self._loader_epoch
+        self.loaders.on_other_iteration = self.epochs.end_pass
+        self.gradients = GradientProbe(self.recorder)
         self.models: dict[int, ModelWatch] = {}
         self.optimizers: dict[int, torch.optim.Optimizer] = {}
         self.primary: torch.optim.Optimizer | None = None
@@ -182,6 +213,9 @@ class Session:
             self.loaders.install()
             guard = self.recorder.guard
             self._handles.append(
+                register_optimizer_step_pre_hook(guard("gradients", self._before_step))
+            )
+            self._handles.append(
                 register_optimizer_step_post_hook(guard("optimizer", self._after_step))
             )
             if self.discover:
@@ -196,6 +230,7 @@ class Session:
         except BaseException:
             self.close()
             raise
+        _ACTIVE.append(self)
         return self
 
     def close(self) -> Trace:
@@ -203,7 +238,11 @@ class Session:
         if self._closed:
             return self.trace
         self._closed = True
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
         errors: list[BaseException] = []
+        _collect(self.epochs.close, errors)
+        _collect(self.gradients.remove, errors)
         for undo in (self.losses.remove, self.loaders.remove):
             _collect(undo, errors)
         for handle in self._handles:
@@ -291,7 +330,55 @@ class Session:
             self._check_budget()
         self._training_forwards += 1
 
+    # -- what trainers report --------------------------------------------------------------
+    def record_validation(
+        self,
+        val_loss: float | torch.Tensor,
+        *,
+        source: str,
+        epoch: int | None = None,
+        step: int | None = None,
+    ) -> None:
+        """A validation loss reported by a trainer or the user (``sitter.log(val_loss=...)``)."""
+        self.epochs.end_pass()
+        entry: dict[str, Any] = {
+            "step": self.recorder.step if step is None else int(step),
+            "epoch": epoch if epoch is not None else (self.epochs.epoch or None),
+            "source": source,
+            "val_loss": None,
+        }
+        self.trace.evals.append(entry)
+        if isinstance(val_loss, torch.Tensor):
+
+            def store(values: list[float]) -> None:
+                entry["val_loss"] = values[0]
+
+            self.recorder.defer(val_loss.detach().float().reshape(1), store)
+        else:
+            entry["val_loss"] = float(val_loss)
+
+    def record_epoch(self, epoch: int | None = None, *, source: str) -> None:
+        """A trainer says a training epoch begins (used when no DataLoader marks epochs)."""
+        if self.epochs.source in (None, source):
+            self._check_epochs()
+        self.epochs.start_epoch(source)
+
+    def _loader_epoch(self) -> None:
+        self._check_epochs()
+        self.epochs.start_epoch("loader")
+
+    def _check_epochs(self) -> None:
+        """``--max-epochs``: stop when one more epoch would start."""
+        if self.max_epochs and self.epochs.epoch >= self.max_epochs:
+            self.epochs.close()
+            self.trace.run["stopped_by"] = f"max_epochs ({self.max_epochs})"
+            raise StopRun(self.trace.run["stopped_by"])
+
     # -- hooks -------------------------------------------------------------------------------
+    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if optimizer is self.primary:
+            self.gradients.before_step(optimizer)
+
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self.first_output = None  # never hold a step's graph past its optimizer step
         if id(optimizer) not in self.optimizers:
@@ -300,6 +387,8 @@ class Session:
             self.add_optimizer(optimizer)
         if optimizer is not self.primary:
             return
+        self.epochs.end_pass()
+        self.gradients.after_step(optimizer)
         lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
         if lr is not None:
             self.recorder.series("lr", lr.detach() if torch.is_tensor(lr) else float(lr))

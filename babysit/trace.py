@@ -19,6 +19,14 @@ experiments  results of active experiments run on copies (dict)
 errors       internal errors inside babysit's probes (list)
 notes        things babysit wants the reader to know about the recording (list of str)
 run          how the run ended: steps, stop reason, script exit code (dict)
+evals        validation passes: step, epoch, mean validation loss, source (list)
+epochs       training epochs: start/end step, mean training loss (list)
+gradients    per sampled optimizer step, per layer: gradient norm, mean |g|, weight norm and
+             update norm (list)
+events       one-off observations: eval-mode problems, gradients not reset, non-finite
+             values (list)
+sources      source files for the static rules (BS9xx): {"path" (as given, relative), "text"}
+             (list)
 """
 
 from __future__ import annotations
@@ -48,6 +56,11 @@ class Trace:
     errors: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     run: dict[str, Any] = field(default_factory=dict)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    gradients: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
 
     SECTIONS = (
         "facts",
@@ -62,6 +75,11 @@ class Trace:
         "errors",
         "notes",
         "run",
+        "evals",
+        "epochs",
+        "gradients",
+        "events",
+        "sources",
     )
 
     def has(self, section: str) -> bool:

@@ -1,8 +1,11 @@
 """Overhead of ``babysit.watch()`` on a training loop, as a ratio to the bare loop.
 
-For each model the same training loop runs in four variants:
+For each model the same training loop runs in four variants, with every live monitor of
+``watch`` on (layer statistics, per-layer gradient norms and update ratios, the gradient-reset
+check, epochs and validation passes, the eval-mode check):
 
-  bare        opt.zero_grad(); loss = F.cross_entropy(model(x), y); loss.backward(); opt.step()
+  bare        opt.zero_grad(); loss = F.cross_entropy(model(x), y); loss.backward(); opt.step(),
+              and every 50 steps a validation pass (model.eval(), no_grad, 4 batches)
   watch/10    the same loop inside ``with babysit.watch(model, opt, sample_every=10)``
               (the default sampling: statistics on step 0 and every 10th step)
   watch/1     ``sample_every=1``: statistics on every step
@@ -62,6 +65,9 @@ NUM_CLASSES = 10
 NUM_BATCHES = 8
 #: Steps per timing block (one sampling period at the default sample_every).
 BLOCK = 10
+#: A validation pass (VAL_BATCHES batches, eval mode, no_grad) every this many steps.
+VAL_EVERY = 50
+VAL_BATCHES = 4
 
 VARIANTS: dict[str, int | None] = {
     "bare": None,
@@ -144,14 +150,24 @@ def train_steps(
     stream: Iterator[Any],
     n: int,
     marks: list[float] | None = None,
+    val: list[tuple[torch.Tensor, ...]] | None = None,
 ) -> None:
-    """``n`` plain training steps; with ``marks``, a timestamp after every BLOCK steps."""
+    """``n`` plain training steps; with ``marks``, a timestamp after every BLOCK steps; with
+    ``val``, a validation pass (eval mode, ``no_grad``) over those batches every VAL_EVERY
+    steps, as a real epoch loop does: it exercises babysit's validation-pass, eval-mode and
+    epoch monitors (the same work runs in the bare loop)."""
     for i in range(1, n + 1):
         x, y = next(stream)
         opt.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
+        if val is not None and i % VAL_EVERY == 0:
+            model.eval()
+            with torch.no_grad():
+                for xv, yv in val:
+                    F.cross_entropy(model(xv), yv)
+            model.train()
         if marks is not None and i % BLOCK == 0:
             marks.append(time.perf_counter())
 
@@ -170,6 +186,7 @@ def one_run(
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     stream = batches(workload, data)
+    val = data[:VAL_BATCHES]
     # The DataLoader's iterator must be created inside watch() for its wrapper to see it.
     warm_stream = batches(workload, data) if workload.loader else stream
     train_steps(model, opt, warm_stream, workload.warmup)
@@ -178,7 +195,7 @@ def one_run(
     marks: list[float] = []
     if sample_every is None:
         t0 = time.perf_counter()
-        train_steps(model, opt, stream, workload.steps, marks)
+        train_steps(model, opt, stream, workload.steps, marks, val)
         result["seconds"] = time.perf_counter() - t0
         result["blocks"] = block_seconds(t0, marks)
         return result
@@ -191,7 +208,7 @@ def one_run(
     sitter.__enter__()
     t2 = time.perf_counter()
     try:
-        train_steps(model, opt, stream, workload.steps, marks)
+        train_steps(model, opt, stream, workload.steps, marks, val)
         t3 = time.perf_counter()
     finally:
         sitter.__exit__(None, None, None)

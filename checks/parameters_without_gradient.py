@@ -87,7 +87,32 @@ class ParametersWithoutGradient(Check):
             problems.append(f"{len(missing)} are not in any optimizer parameter group")
         if unchanged:
             problems.append(f"{len(unchanged)} do not change after an optimizer step")
-        if problems:
+        if unchanged and not (no_grad or zero or missing):
+            lrs = sorted(
+                {
+                    g.get("lr")
+                    for o in trace.facts.get("optimizers", [])
+                    for g in o.get("param_groups", [])
+                    if isinstance(g, dict) and isinstance(g.get("lr"), int | float)
+                }
+            )
+            lr = f"lr={lrs[0]:.2g}" if lrs else "the learning rate"
+            yield self.finding(
+                f"{len(unchanged)} of {total - len(frozen)} trainable parameter tensors get a "
+                f"gradient but do not change after an optimizer step (first: `{unchanged[0]}`): "
+                f"the update ({lr} × gradient) is too small to register in their precision, "
+                "or the group's learning rate is 0. They keep their initial values.",
+                "Raise the learning rate of these parameters' group (Adam 3e-4 / SGD 0.01–0.1 "
+                "are usual starting points):\n```python\n"
+                "optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)\n```",
+                evidence={
+                    "unchanged_after_step": unchanged[:20],
+                    "learning_rates": lrs,
+                    "trainable_tensors": total - len(frozen),
+                },
+                layer=unchanged[0].rsplit(".", 1)[0],
+            )
+        elif problems:
             first = (no_grad or zero or missing or unchanged)[0]
             yield self.finding(
                 "Of the trainable parameter tensors, " + "; ".join(problems) + f" (first: "

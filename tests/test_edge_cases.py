@@ -174,3 +174,19 @@ def test_log_accepts_numpy_numbers():
     with babysit.watch(mlp()) as sitter:
         sitter.log(val_loss=np.float32(0.5), val_acc=np.float64(0.9))
     assert sitter.trace.metrics[0]["val_loss"] == pytest.approx(0.5)
+
+
+def test_experiments_rebuild_the_optimizer_with_the_learning_rate_the_run_started_with():
+    from babysit.experiments import OptimizerSpec
+
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    # a linear decay to 0, as the Hugging Face Trainer's default schedule ends
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / 3))
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == 0.0
+    rebuilt = OptimizerSpec.of(optimizer, model).build(nn.Linear(4, 2))
+    assert rebuilt.param_groups[0]["lr"] == 0.1
+    assert "initial_lr" not in rebuilt.param_groups[0]

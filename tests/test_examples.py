@@ -70,6 +70,44 @@ def test_example(script, args, expected):
         assert extra <= ALSO_TRUE.get(expected, set()), data["findings"]
 
 
+# Real runs with epochs and validation (the live checks): each script runs to its end.
+LIVE_CASES = [
+    ([], None),
+    (["--bug", "overfit"], "train-val-gap"),
+    (["--bug", "no-eval-mode"], "train-mode-during-eval"),
+    (["--bug", "no-zero-grad"], "gradients-not-reset"),
+    (["--bug", "lr-too-high"], "loss-diverging"),
+    (["--bug", "lr-too-low"], "update-ratio-off"),
+    (["--bug", "shuffled-val-labels"], "validation-at-chance"),
+    (["--bug", "no-validation"], "no-validation"),
+    (["--bug", "underfit"], "train-val-gap"),
+]
+#: other findings that are true of a live bug (each with its own evidence)
+LIVE_ALSO_TRUE = {
+    # lr 1e-7: some tensors do not change at all in float32, and the model underfits
+    "update-ratio-off": {"parameters-without-gradient", "train-val-gap"},
+    # weight decay 1.0: update-ratio-off names the decay; the gradients vanish with the weights
+    "train-val-gap": {"update-ratio-off", "unstable-gradients"},
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"), LIVE_CASES, ids=[" ".join(a) or "clean" for a, _ in LIVE_CASES]
+)
+def test_live_example(args, expected):
+    result, data = _audit("train_val_classifier.py", args, max_steps="0")
+    loud = {f["name"] for f in data["findings"] if f["severity"] in ("error", "warning")}
+    if expected is None:
+        assert loud == set(), data["findings"]
+        assert result.exit_code == 0
+        return
+    assert expected in loud, data["findings"]
+    assert loud - {expected} <= LIVE_ALSO_TRUE.get(expected, set()), data["findings"]
+    if args[-1] == "underfit":
+        [finding] = [f for f in data["findings"] if f["name"] == "train-val-gap"]
+        assert finding["evidence"]["kind"] == "underfitting"
+
+
 def test_batchnorm_trailing_one_crash_is_explained_with_exit_4():
     result, data = _audit("mlp_classifier.py", ["--bug", "batchnorm-trailing-one"], "0")
     assert result.exit_code == 4

@@ -78,12 +78,18 @@ class OptimizerSpec:
 
 
 def _fresh(hyper: dict[str, Any]) -> dict[str, Any]:
-    """Hyperparameters without per-run state (tensor lrs become floats)."""
+    """Hyperparameters as at the start of the run, without per-run state (tensor lrs become
+    floats). A learning-rate scheduler rewrites ``lr`` and keeps the starting value in
+    ``initial_lr``: an audit reads the optimizer after the run, when a linear decay has taken
+    ``lr`` to 0, so the experiments use ``initial_lr``."""
     out = {}
     for key, value in hyper.items():
-        if key in ("initial_lr",):
+        if key == "initial_lr":
             continue
         out[key] = float(value) if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+    initial = hyper.get("initial_lr")
+    if isinstance(initial, int | float | torch.Tensor) and "lr" in out:
+        out["lr"] = float(initial)
     return out
 
 

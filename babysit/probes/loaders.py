@@ -25,6 +25,11 @@ class LoaderProbe:
         self._current: dict[str, Any] | None = None
         self._known: dict[int, dict[str, Any]] = {}
         self._original: Callable[..., Any] | None = None
+        #: called when the training loader starts an epoch (the first one: at its first
+        #: training forward, when it becomes known as the training loader)
+        self.on_training_epoch: Callable[[], None] | None = None
+        #: called when another loader (validation, test) starts being iterated
+        self.on_other_iteration: Callable[[], None] | None = None
 
     def install(self) -> None:
         original = DataLoader.__iter__
@@ -49,8 +54,11 @@ class LoaderProbe:
 
     def mark_training(self) -> None:
         """The loader being iterated fed a training forward pass."""
-        if self._current is not None:
-            self._current["used_for_training"] = True
+        current = self._current
+        if current is not None and not current["used_for_training"]:
+            current["used_for_training"] = True
+            if self.on_training_epoch is not None:
+                self.on_training_epoch()
 
     def _observe(self, loader: DataLoader) -> None:
         key = id(loader)
@@ -66,6 +74,9 @@ class LoaderProbe:
             self.recorder.trace.loaders.append(entry)
         entry["iterations"] = entry.get("iterations", 0) + 1
         self._current = entry
+        callback = self.on_training_epoch if entry["used_for_training"] else self.on_other_iteration
+        if callback is not None:
+            callback()
 
 
 def describe_loader(loader: DataLoader) -> dict[str, Any]:

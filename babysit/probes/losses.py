@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from babysit.probes.epochs import EpochProbe
 from babysit.probes.recorder import Recorder, user_frame
 
 CLASSIFICATION = ("cross_entropy", "nll_loss")
@@ -47,6 +48,11 @@ class LossProbe:
         #: called with (call, prediction) when the first training loss call is captured
         self.on_first_call: Callable[[LossCall, torch.Tensor], None] | None = None
         self._originals: dict[str, Callable[..., Any]] = {}
+        #: whether the watched model's last forward was a training one (training mode with
+        #: gradients); a loss after an eval forward is a validation loss (set by the session)
+        self.model_training = True
+        #: receives every loss value, split into training and validation (set by the session)
+        self.epochs: EpochProbe | None = None
 
     def install(self) -> None:
         for name in WRAPPED:
@@ -148,7 +154,17 @@ class LossProbe:
         value = result.detach()
         if value.dim():  # reduction="none"
             value = value.float().mean()
-        self.recorder.series("loss" if result.requires_grad else "eval_loss", value)
+        training = result.requires_grad and self.model_training
+        if not training and self.model_training:
+            # a loss recomputed without gradients on a training forward's output (a logged
+            # metric): neither training nor validation
+            return
+        self.recorder.series("loss" if training else "eval_loss", value)
+        if self.epochs is not None:
+            if training:
+                self.epochs.training_loss(value)
+            else:
+                self.epochs.eval_loss(value)
         if event is not None:
 
             def store_value(values: list[float]) -> None:

@@ -49,7 +49,7 @@ class Schedule:
     every: int = 10
     budget: float | None = None
     #: the longest interval the budget may stretch to (at least ``every``)
-    max_every: int = 1000
+    max_every: int = 100
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -170,6 +170,8 @@ class Recorder:
                 def fill(values: list[float], items: list[Any] = items) -> None:
                     for (record, key, _), value in zip(items, values, strict=True):
                         record[key] = value
+                        if key == "loss" and not math.isfinite(value):
+                            self._on_nonfinite_loss(record["step"])
 
                 self._pending.append((stacked, fill))
         if not self._pending:
@@ -195,6 +197,14 @@ class Recorder:
                 except Exception as exc:  # a bug in babysit must not break training
                     self.record_error("flush", exc)
                 offset += size
+
+    def _on_nonfinite_loss(self, step: int) -> None:
+        """Sample the next step once the loss is seen non-finite: the layer statistics of a
+        diverged model say where the NaN/Inf lives."""
+        run = self.trace.run
+        if "first_nonfinite_loss_step" not in run:
+            run["first_nonfinite_loss_step"] = step
+            self.next_sample = min(self.next_sample, self.step + 1)
 
     # -- failure isolation -----------------------------------------------------------------
     def guard(self, probe: str, fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 import sys
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
@@ -15,7 +14,6 @@ from rich.table import Table
 from rich.text import Text
 
 from babysit.check import Finding, Severity
-from babysit.layerstats import signal_chain
 
 if TYPE_CHECKING:
     from babysit.report import Report
@@ -30,7 +28,7 @@ def print_report(report: Report, file: IO[str] | None = None, *, verbose: bool =
         file=stream,
         width=None if _is_terminal(stream) else 100,
         highlight=False,
-        soft_wrap=False,
+        soft_wrap=report.trace.mode == "lint",  # lint: one line per finding, never wrapped
     )
     for renderable in renderables(report, verbose=verbose):
         console.print(renderable)
@@ -39,7 +37,12 @@ def print_report(report: Report, file: IO[str] | None = None, *, verbose: bool =
 def render(report: Report, *, color: bool = False, width: int = 100) -> str:
     buffer = io.StringIO()
     console = Console(
-        file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False
+        file=buffer,
+        width=width,
+        force_terminal=color,
+        no_color=not color,
+        highlight=False,
+        soft_wrap=report.trace.mode == "lint",
     )
     for renderable in renderables(report):
         console.print(renderable)
@@ -61,16 +64,17 @@ def render_plain(report: Report, findings: Sequence[Finding]) -> str:
 
 
 def renderables(report: Report, *, verbose: bool = False) -> list[Any]:
+    if report.trace.mode == "lint":  # many findings with a file position: one line each
+        from babysit.lint.render import lint_renderables
+
+        return lint_renderables(report)
     items: list[Any] = [_summary_text(report)]
     for finding in report.findings:
         items.append(_panel(finding))
     experiments = experiment_summary(report)
     if experiments is not None:
         items.append(experiments)
-    if "activation-variance-unstable" in report.checks_run:
-        chart = activation_chart(report)
-        if chart is not None:
-            items.append(chart)
+    items.extend(picture_panels(report))
     if report.skipped and (verbose or not report.findings):
         skipped = ", ".join(f"{name} ({why})" for name, why in sorted(report.skipped.items()))
         items.append(Text(f"not run: {skipped}", style="dim"))
@@ -201,39 +205,28 @@ def experiment_summary(report: Report) -> Panel | None:
     return Panel(table, title=title, title_align="left", border_style="dim")
 
 
+def picture_panels(report: Report) -> list[Panel]:
+    """The loss curve and the per-layer bars that the recorded data supports."""
+    from babysit.charts import pictures
+    from babysit.reporters.text_charts import bar_panel, loss_panel
+
+    shown = pictures(report)
+    panels = [loss_panel(shown.loss)] if shown.loss is not None else []
+    return panels + [bar_panel(chart) for chart in shown.bars]
+
+
 def activation_chart(report: Report) -> Panel | None:
-    """Bars of log10(activation std / input std) per Linear/conv layer, in forward order."""
-    chain = signal_chain(report.trace)
-    if sum(1 for layer in chain if math.isfinite(layer.relative) and layer.relative > 0) < 2:
-        return None
-    table = Table.grid(padding=(0, 1))
-    table.add_column(style="dim", no_wrap=True)
-    table.add_column(no_wrap=True)
-    table.add_column(justify="right", no_wrap=True)
+    """Bars of activation std / input std per Linear/conv layer, in forward order."""
+    from babysit.charts import activation_chart as chart_model
+    from babysit.reporters.text_charts import bar_panel
+
     flagged = {
         f.location.layer
         for f in report.findings
         if f.name == "activation-variance-unstable" and f.location
     }
-    width = 30
-    for layer in chain:
-        rel = layer.relative
-        if not rel or not math.isfinite(rel) or rel <= 0:
-            bar, label = Text("?"), "n/a"
-        else:
-            decades = max(min(math.log10(rel), 8), -8)
-            cells = min(round(abs(decades) / 8 * width), width)
-            color = "green" if abs(decades) < 1 else ("yellow" if abs(decades) < 3 else "red")
-            bar = Text(("◀" if decades < 0 else "▶") + "█" * cells, style=color)
-            label = f"{rel:.2g}×"
-        name = layer.name + (" ←" if layer.name in flagged else "")
-        table.add_row(name, bar, label)
-    return Panel(
-        table,
-        title="activation std relative to the input, by layer (at init)",
-        title_align="left",
-        border_style="dim",
-    )
+    chart = chart_model(report.trace, flagged=flagged)
+    return bar_panel(chart) if chart is not None else None
 
 
 def _format_value(value: Any) -> str:

@@ -1,0 +1,64 @@
+"""Parsing, cached by (path, hash of the text).
+
+Every static rule walks the same files, and ``babysit report trace.json`` judges the same
+sources again: parsing (and the analysis built on it, see :mod:`babysit.lint.analysis`) happens
+once per distinct text.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import warnings
+from dataclasses import dataclass
+
+#: Cached entries before the cache is emptied (one entry per distinct file text).
+CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class ParseError:
+    """Why a source could not be parsed, with the 1-based position when Python gives one."""
+
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line else ""
+        if self.line and self.column:
+            where += f", column {self.column}"
+        return f"{self.message} ({where})" if where else self.message
+
+
+def text_key(path: str, text: str) -> tuple[str, str]:
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return path, digest
+
+
+_TREES: dict[tuple[str, str], ast.Module | ParseError] = {}
+
+
+def parse(path: str, text: str) -> ast.Module | ParseError:
+    """The module's AST, or a :class:`ParseError` (never raises for bad source text)."""
+    key = text_key(path, text)
+    hit = _TREES.get(key)
+    if hit is None:
+        hit = _parse_uncached(path, text)
+        if len(_TREES) >= CACHE_SIZE:
+            _TREES.clear()
+        _TREES[key] = hit
+    return hit
+
+
+def _parse_uncached(path: str, text: str) -> ast.Module | ParseError:
+    try:
+        with warnings.catch_warnings():
+            # invalid escape sequences and the like: not ours to report, and not on stderr
+            warnings.simplefilter("ignore")
+            return ast.parse(text, filename=path)
+    except SyntaxError as exc:
+        return ParseError(f"syntax error: {exc.msg}", exc.lineno, exc.offset)
+    except (ValueError, RecursionError, MemoryError) as exc:
+        # ValueError: NUL bytes; RecursionError/MemoryError: absurdly nested expressions
+        return ParseError(f"cannot parse: {type(exc).__name__}: {exc}")
