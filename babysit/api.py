@@ -172,7 +172,8 @@ class Sitter:
                 def store(values: list[float], key: str = key) -> None:
                     entry[key] = values[0]
 
-                recorder.defer(value.detach().reshape(()), store)
+                # a copy: the loop may keep updating its tensor in place before the flush
+                recorder.defer(value.detach().reshape(()).clone(), store)
             elif isinstance(value, numbers.Real):  # Python and NumPy numbers
                 entry[key] = float(value)
             else:

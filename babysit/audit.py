@@ -125,6 +125,7 @@ def run_captured_protocol(
         call = session.losses.first_call
         if call is not None and call.output_path is not None:
             loss, targets = loss_from_call(call), call.target
+            trace.run["preflight_loss"] = "first_loss_call"
         elif session.model_returns_loss:
             loss = LossSpec("model_output")
         elif call is not None:

@@ -335,21 +335,40 @@ def lint(
         list[str] | None,
         typer.Option("--exclude", metavar="GLOB", help="Skip files and directories matching GLOB."),
     ] = None,
+    baseline: BaselineOpt = None,
+    write_baseline: WriteBaselineOpt = None,
 ) -> None:
     """Read training scripts without running them and report the bugs visible in the code
-    (the static rules, BS9xx). `# babysit: ignore[BS903]` on a line silences it there."""
+    (the static rules, BS9xx). `# babysit: ignore[BS903]` on a line silences it there.
+
+    Options not given here come from [tool.babysit] in the nearest pyproject.toml."""
     from babysit.errors import BabysitError
-    from babysit.lint import lint_trace, static_selection
+    from babysit.lint import lint_selection, lint_trace, static_selection
     from babysit.report import judge
 
-    fmt, fail_on = fmt or Format.text, fail_on or FailOn.error
+    settings = _settings(
+        paths[0] if paths else None,
+        select=select,
+        ignore=ignore,
+        fail_on=fail_on,
+        format=fmt,
+        exclude=exclude,
+    )
+    fmt, fail_on = Format(settings.format), FailOn(settings.fail_on)
+    accepted = _load_baseline(baseline)
+    _check_writable(write_baseline, "--write-baseline")
     try:
-        rules = static_selection(select, ignore)
-        result = judge(lint_trace(paths, exclude or ()), select=rules)
+        # the file's `select` may list only runtime checks: then it does not narrow the lint
+        chosen = select if select is not None else lint_selection(settings.select)
+        plain_ignore = [i for i in settings.ignore if ":" not in i]  # ID:layer: no layers here
+        rules = static_selection(chosen, plain_ignore)
+        trace = lint_trace(paths, settings.exclude)
+        result = judge(trace, select=rules, ignore=settings.ignore)
     except BabysitError as exc:
         _usage(str(exc))
     except Exception:
         _internal()
+    result = _use_baseline(result, accepted, write_baseline)
     _emit(result, fmt, output, fail_on=fail_on)
     raise typer.Exit(result.exit_code(fail_on.value))
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
-from babysit.chance import chance_level
+from babysit.chance import Chance, chance_level
 from babysit.trace import Trace
 
 #: Evaluations reported by a trainer or the user, preferred over captured loss calls only
@@ -105,10 +106,68 @@ def _fill_train_losses(trace: Trace, evals: list[Evaluation]) -> None:
 
 def chance_loss(trace: Trace) -> float | None:
     """The loss of the best constant prediction for the training loss, when known."""
-    chance = chance_level(trace.training_losses())
+    events = trace.training_losses()
+    chance = chance_level(events)
     if chance is None or not math.isfinite(chance.prior) or chance.prior <= 0:
         return None
+    return _small_sample_corrected(chance, [e for e in events if e.get("kind") == chance.kind])
+
+
+def _small_sample_corrected(chance: Chance, events: list[dict[str, Any]]) -> float:
+    """The prior estimated from the first few batches' targets, corrected for their size.
+
+    A plug-in estimate from n targets is biased low: the label entropy by about (m - 1) / 2n
+    nats for m observed classes (Miller 1955; with batches of 2, six labels of ten classes
+    look like a prior of 1.6 nats instead of 2.3), a batch's variance by (n - 1) / n (Bessel).
+    Below two labels per class the prior is not estimated: ln C, the uniform prediction's loss.
+    A too-low chance level would make a healthy run look like it never left it."""
+    if chance.class_prior is not None and chance.num_classes:
+        n = sum(float(e.get("num_targets") or 0) for e in events)
+        if n < 2 * chance.num_classes:
+            return chance.uniform  # too few labels to tell the prior from uniform
+        seen = sum(1 for p in chance.class_prior if p > 0)
+        return min(chance.prior + (seen - 1) / (2 * n), chance.uniform)
+    rows = [_rows(e) for e in events if e.get("target_shape")]
+    rows = [n for n in rows if n >= 2]
+    if not rows:
+        return chance.prior
+    if chance.kind == "mse_loss":
+        return chance.prior * statistics.fmean(n / (n - 1) for n in rows)
+    if chance.kind in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
+        return min(chance.prior + statistics.fmean(1 / (2 * n) for n in rows), chance.uniform)
     return chance.prior
+
+
+def _rows(event: dict[str, Any]) -> int:
+    """The samples a batch's per-output target statistics were taken over."""
+    shape = [int(d) for d in event["target_shape"]]
+    return shape[0] if len(shape) >= 2 else math.prod(shape)
+
+
+def adversarial(trace: Trace) -> bool:
+    """Whether two or more optimizers, stepping in the same stretch of the run, each train a
+    different watched model (a GAN's generator and discriminator): their losses pull against
+    each other, so neither falls steadily and no held-out loss says how well the run goes.
+    Optimizers over one model (parameter groups, one rebuilt every epoch) or one after the
+    other (a head trained first, then the whole network) are not adversaries."""
+    stepping = [
+        o
+        for o in trace.facts.get("optimizers") or []
+        if o.get("models") and isinstance(o.get("first_step"), int)
+    ]
+    models: dict[frozenset[int], list[dict[str, Any]]] = {}
+    for optimizer in stepping:
+        models.setdefault(frozenset(optimizer["models"]), []).append(optimizer)
+    if len(models) < 2:
+        return False
+    seen: set[int] = set()
+    for trained in models:
+        if seen & trained:
+            return False  # optimizers sharing a model: parameter groups, not adversaries
+        seen |= trained
+    # every model's optimizers still step after the last of them started
+    start = max(min(o["first_step"] for o in group) for group in models.values())
+    return all(max(o["last_step"] for o in group) > start for group in models.values())
 
 
 def where(evaluation: Evaluation) -> str:

@@ -32,11 +32,17 @@ from babysit.probes.inputs import InputProbe
 from babysit.probes.loaders import LoaderProbe
 from babysit.probes.losses import LossProbe
 from babysit.probes.model_facts import describe_model, describe_optimizer, unwrap
-from babysit.probes.recorder import Recorder, Schedule, StopRun
+from babysit.probes.recorder import Recorder, Schedule, StopRun, eager
 from babysit.trace import Trace
 
 #: Sessions that are running, innermost last: trainer callbacks attach to the active one.
 _ACTIVE: list[Session] = []
+
+#: Steps of other optimizers, with none of the primary's in between, after which the one that
+#: steps becomes the primary. A GAN's optimizers alternate (1 each), a WGAN's critic steps 5
+#: times per generator step (the critic then keeps the clock); a phase that ends never steps
+#: again.
+PRIMARY_HANDOVER = 3
 
 
 def current_session() -> Session | None:
@@ -55,31 +61,44 @@ class ModelWatch:
         *,
         compiled: bool = False,
         prefix: str = "",
+        wrapper: nn.Module | None = None,
     ) -> None:
         self.session = session
         self.model = model
         self.label = label
+        # A compiled model's root hooks go on torch.compile's wrapper, outside the graph: on the
+        # inner module Dynamo would trace them. Its sampled forwards run eagerly (a compiler
+        # stance), so the leaf hooks come and go as for any model and no graph ever holds them.
+        self.hook_target = wrapper if wrapper is not None else model
+        self._eager_sampled = compiled and hasattr(torch.compiler, "set_stance")
+        self._stance: Any = None
         recorder = session.recorder
         self.facts = describe_model(model, recorder, label, prefix)
         self.facts["layer_prefix"] = prefix
         # torch.compile recompiles when hooks come and go: keep them attached for it
-        self.activations = ActivationProbe(recorder, model, persistent=compiled, prefix=prefix)
+        self.activations = ActivationProbe(
+            recorder, model, persistent=compiled and not self._eager_sampled, prefix=prefix
+        )
         self.inputs = InputProbe(recorder, model, max_batches=session.max_input_batches)
         self.batchnorm = BatchNormProbe(
-            recorder, model, session.loaders.current_loader, prefix=prefix
+            recorder,
+            model,
+            session.loaders.current_loader,
+            prefix=prefix,
+            compiled=self._eager_sampled,
         )
         self.eval_mode = EvalModeProbe(recorder, model, prefix)
         self.observe_eval_mode = recorder.guard("eval_mode", self.eval_mode.observe)
         self._arm_reset_check = recorder.guard("gradients", session.gradients.arm_reset_check)
         session.gradients.add_model(model, prefix)
         self.handles: list[torch.utils.hooks.RemovableHandle] = [
-            model.register_forward_pre_hook(
-                recorder.guard("model", self.root_pre), with_kwargs=True
+            self.hook_target.register_forward_pre_hook(
+                eager(recorder.guard("model", self.root_pre)), with_kwargs=True
             ),
         ]
         # The post-hook is needed while recording, while the first batch is being captured,
         # and for models that return their own loss; other forwards go without it.
-        self._post = recorder.guard("model", self.root_post)
+        self._post = eager(recorder.guard("model", self.root_post))
         self._post_handle: Any = None
         self.returns_loss: bool | None = None  # unknown until the first training forward
         self.forward_step = -1  # the step of the last recorded training forward
@@ -90,9 +109,11 @@ class ModelWatch:
         session = self.session
         recorder = session.recorder
         session.losses.calls_this_forward = 0
-        if not (module.training and torch.is_grad_enabled()):
+        session.losses.training_calls_this_forward = 0
+        if not (self.model.training and torch.is_grad_enabled()):
             session.losses.model_training = False
             recorder.series("eval_forward", True)
+            session.epochs.eval_forward()
             if not torch.is_grad_enabled():
                 self.observe_eval_mode()
             return
@@ -111,7 +132,12 @@ class ModelWatch:
             self._arm_reset_check(session.primary)
         if recording:
             self.observe_inputs(args, kwargs)
+            if self._eager_sampled and self._stance is None:
+                self._stance = torch.compiler.set_stance("force_eager")  # until root_post
+                self.batchnorm.attach()
             self.activations.begin()
+        elif self._eager_sampled and batch is not None and batch.dim() > 0:
+            self.batchnorm.observe_compiled(int(batch.shape[0]))
         self._need_post(
             recording
             or self.returns_loss is not False
@@ -120,16 +146,17 @@ class ModelWatch:
 
     def _need_post(self, needed: bool) -> None:
         if needed and self._post_handle is None:
-            self._post_handle = _register_post_hook(self.model, self._post)
+            self._post_handle = _register_post_hook(self.hook_target, self._post)
         elif not needed and self._post_handle is not None:
             self._post_handle.remove()
             self._post_handle = None
 
     def root_post(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        self._compile_again()
         self.activations.end()
         session = self.session
         loss = _model_loss(output)
-        if module.training and torch.is_grad_enabled():
+        if self.model.training and torch.is_grad_enabled():
             self.returns_loss = self.returns_loss or loss is not None
         if loss is not None:
             session.losses.observe_model_loss(loss)
@@ -140,17 +167,24 @@ class ModelWatch:
             and session.losses.first_call is None
             and session.snapshot is not None
             and session.snapshot[0] is self.model
-            and module.training
+            and self.model.training
             and torch.is_grad_enabled()
         ):
             # held only until the first loss call says how it used the output
             session.first_output = output
+
+    def _compile_again(self) -> None:
+        stance, self._stance = self._stance, None
+        if stance is not None:
+            stance.__exit__(None, None, None)  # the stance the user had
+            self.batchnorm.detach()
 
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
         self.handles.clear()
         self._need_post(False)
+        self._compile_again()
         self.activations.remove()
         self.batchnorm.remove()
 
@@ -188,12 +222,16 @@ class Session:
         self.loaders = LoaderProbe(self.recorder)
         self.epochs = EpochProbe(self.recorder)
         self.losses.epochs = self.epochs
+        self.losses.held_out = self.loaders.iterating_held_out
         self.loaders.on_training_epoch = self._loader_epoch
         self.loaders.on_other_iteration = self.epochs.end_pass
         self.gradients = GradientProbe(self.recorder)
         self.models: dict[int, ModelWatch] = {}
         self.optimizers: dict[int, torch.optim.Optimizer] = {}
         self.primary: torch.optim.Optimizer | None = None
+        self._steps_without_primary = 0  # other optimizers' steps since the primary's last
+        self._trainers: set[int] = set()  # optimizers that step a watched model's parameters
+        self._optimizer_facts: dict[int, dict[str, Any]] = {}
         self._handles: list[Any] = []
         self._depth = 0
         self._discovery_call: nn.Module | None = None
@@ -213,10 +251,10 @@ class Session:
             self.loaders.install()
             guard = self.recorder.guard
             self._handles.append(
-                register_optimizer_step_pre_hook(guard("gradients", self._before_step))
+                register_optimizer_step_pre_hook(eager(guard("gradients", self._before_step)))
             )
             self._handles.append(
-                register_optimizer_step_post_hook(guard("optimizer", self._after_step))
+                register_optimizer_step_post_hook(eager(guard("optimizer", self._after_step)))
             )
             if self.discover:
                 self._handles.append(
@@ -273,7 +311,7 @@ class Session:
     # -- what to watch ----------------------------------------------------------------------
     def add_model(self, model: nn.Module, label: str | None = None) -> ModelWatch:
         compiled = getattr(model, "_orig_mod", None) is not None
-        model = unwrap(model)
+        wrapper, model = model, unwrap(model)
         existing = self.models.get(id(model))
         if existing:
             return existing
@@ -281,7 +319,14 @@ class Session:
         # the first model keeps its own layer names; later ones (a GAN's discriminator, a
         # head trained on a frozen backbone) are prefixed so their statistics never mix
         prefix = f"{label}#{len(self.models) + 1}." if self.models else ""
-        watch = ModelWatch(self, model, label, compiled=compiled, prefix=prefix)
+        watch = ModelWatch(
+            self,
+            model,
+            label,
+            compiled=compiled,
+            prefix=prefix,
+            wrapper=wrapper if compiled else None,
+        )
         try:  # the weight statistics at init: one sync now, not in step 0
             self.recorder.flush()
         except Exception as exc:  # e.g. meta tensors; never break the user's program
@@ -296,7 +341,18 @@ class Session:
         if id(optimizer) in self.optimizers:
             return
         self.optimizers[id(optimizer)] = optimizer
-        self.trace.facts.setdefault("optimizers", []).append(describe_optimizer(optimizer))
+        facts = describe_optimizer(optimizer)
+        # which watched models it trains: a GAN's optimizers each train a different model
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        facts["models"] = [
+            index
+            for index, watch in enumerate(self.models.values())
+            if any(id(p) in held for p in watch.model.parameters())
+        ]
+        self.trace.facts.setdefault("optimizers", []).append(facts)
+        self._optimizer_facts[id(optimizer)] = facts
+        if facts["models"]:
+            self._trainers.add(id(optimizer))
         if self.primary is None:
             self.primary = optimizer
 
@@ -353,7 +409,8 @@ class Session:
             def store(values: list[float]) -> None:
                 entry["val_loss"] = values[0]
 
-            self.recorder.defer(val_loss.detach().float().reshape(1), store)
+            # a copy: the caller may keep updating its tensor in place before the flush
+            self.recorder.defer(val_loss.detach().reshape(1).to(torch.float32, copy=True), store)
         else:
             entry["val_loss"] = float(val_loss)
 
@@ -385,13 +442,31 @@ class Session:
             if not (self.discover or self._shares_parameters(optimizer)):
                 return
             self.add_optimizer(optimizer)
+        facts = self._optimizer_facts[id(optimizer)]  # when it stepped: phases or interleaved
+        facts.setdefault("first_step", self.recorder.step)
+        facts["last_step"] = self.recorder.step
         if optimizer is not self.primary:
-            return
+            self._steps_without_primary += 1
+            # an inner optimizer over inputs (adversarial perturbations) never takes over
+            if (
+                self._steps_without_primary < PRIMARY_HANDOVER
+                or id(optimizer) not in self._trainers
+            ):
+                return
+            # the primary stopped stepping (a finished first phase, an optimizer rebuilt every
+            # epoch): the optimizer that steps now keeps the step clock
+            self.primary = optimizer
+            self.trace.run["primary_optimizer_changes"] = (
+                self.trace.run.get("primary_optimizer_changes", 0) + 1
+            )
+        self._steps_without_primary = 0
         self.epochs.end_pass()
         self.gradients.after_step(optimizer)
         lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
         if lr is not None:
-            self.recorder.series("lr", lr.detach() if torch.is_tensor(lr) else float(lr))
+            # a tensor lr is updated in place by schedulers: copy this step's value
+            lr = lr.detach().clone() if torch.is_tensor(lr) else float(lr)
+            self.recorder.series("lr", lr)
         self.recorder.advance()
         self._check_budget()
 
@@ -418,11 +493,11 @@ class Session:
             return  # a loss module, a parameter-free transform or a frozen feature extractor
         if getattr(module, "_orig_mod", None) is not None:
             self.trace.notes.append(
-                "a torch.compile'd model was seen; statistics come from hooks traced into the "
-                "compiled graph"
+                "a torch.compile'd model was seen; its sampled steps ran eagerly (layer "
+                "statistics), the others compiled"
             )
         watch = self.add_model(module)
-        if watch.model is module:
+        if watch.hook_target is module:
             # the model's own pre-hook was attached during this call and will not fire for it;
             # a global pre-hook sees no keyword arguments, the global post-hook will
             watch.root_pre(module, args, {})

@@ -5,8 +5,9 @@ import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from babysit.chance import chance_level
 from babysit.check import Check, Finding, Severity
-from babysit.curves import layer_order, training_curve
+from babysit.curves import adversarial, layer_order, training_curve
 from babysit.trace import Trace
 
 
@@ -17,7 +18,9 @@ class LossDiverging(Check):
     Reads the training loss of every recorded step. Fires when the loss is non-finite (at
     least `min_nonfinite_steps` steps, or the last one), or when the median loss of the last
     `window` steps is more than `rise_factor` times the loss of the first recorded step (the
-    loss at init).
+    loss at init), or (classification losses) above its start and more than
+    `above_uniform_factor` times the loss of a uniform prediction (ln C for C classes, ln 2
+    per binary output): the model now predicts worse than guessing.
     The finding names the first layer whose gradients or activations were non-finite at a
     sampled step, and the layer with the largest update ratio before that.
 
@@ -45,6 +48,13 @@ class LossDiverging(Check):
       mini-batch loss is ±30 % or so. Three times the starting loss is well outside noise
       and what SGD with a 10–100× too large learning rate produces within the first epoch on
       the bundled examples.
+    * `above_uniform_factor` = 1.25: a classifier that learns nothing sits at or below the
+      uniform prediction's loss; one pushed above it by its own updates makes confident wrong
+      predictions. A 10× too-high learning rate (SGD 0.5 with momentum on a 10-class MLP)
+      ends at 1.4× ln 10 while staying below 3× its start; clean runs end far below it.
+      Only for mean-reduced classification losses (ln C is a fixed reference there, while a
+      regression's chance level comes from a few batches' targets), and not for adversarial
+      runs (a GAN), whose losses pull against each other.
     * `window` = 10 steps: medians over 10 steps ignore single-batch spikes.
     * `min_nonfinite_steps` = 2: a GradScaler (mixed precision) may see one overflow and skip
       that step; a model with NaN weights stays NaN.
@@ -61,7 +71,12 @@ class LossDiverging(Check):
     summary = "the training loss became NaN/Inf or rose far above its start"
     requires = ("steps",)
     implied_by = ("gradients-not-reset",)
-    thresholds = {"rise_factor": 3.0, "window": 10, "min_nonfinite_steps": 2}
+    thresholds = {
+        "rise_factor": 3.0,
+        "above_uniform_factor": 1.25,
+        "window": 10,
+        "min_nonfinite_steps": 2,
+    }
 
     def run(self, trace: Trace, thresholds: Mapping[str, Any]) -> Iterable[Finding]:
         curve = training_curve(trace)
@@ -113,14 +128,25 @@ class LossDiverging(Check):
         if len(finite) < 2 * window or start is None or start <= 0:
             return
         end = statistics.median(v for _, v in finite[-window:])
-        if end <= thresholds["rise_factor"] * start:
+        uniform = _uniform_loss(trace)
+        worse_than_guessing = (
+            uniform is not None
+            and end > start
+            and end > thresholds["above_uniform_factor"] * uniform
+        )
+        if end <= thresholds["rise_factor"] * start and not worse_than_guessing:
             return
         peak_step, peak = max(finite, key=lambda item: item[1])
         hot = _largest_update(trace)
         yield self.finding(
             f"the training loss rose from {start:.4g} (at step {finite[0][0]}) to "
-            f"{end:.4g} (median of the last {window}), {end / start:.3g}× its start; it peaked "
-            f"at {peak:.4g} at step {peak_step}."
+            f"{end:.4g} (median of the last {window}), {end / start:.3g}× its start"
+            + (
+                f", {end / uniform:.3g}× the loss of a uniform prediction ({uniform:.4g})"
+                if uniform
+                else ""
+            )
+            + f"; it peaked at {peak:.4g} at step {peak_step}."
             + (
                 f" `{hot[0]}` had the largest update ratio ‖Δw‖/‖w‖ = {hot[1]:.3g} per step "
                 "(healthy ≈ 1e-3)."
@@ -133,10 +159,30 @@ class LossDiverging(Check):
                 "end_loss": end,
                 "peak_loss": peak,
                 "peak_step": peak_step,
+                "uniform_loss": uniform,
                 "lr": lr,
             },
             layer=hot[0] if hot else None,
         )
+
+
+def _uniform_loss(trace: Trace) -> float | None:
+    """ln C (or ln 2 per binary output) for a mean-reduced classification loss, else None."""
+    events = trace.training_losses()
+    if not events or events[0].get("reduction", "mean") != "mean" or adversarial(trace):
+        return None
+    chance = chance_level(events)
+    if chance is None or chance.kind not in CLASSIFICATION:
+        return None
+    return chance.uniform
+
+
+CLASSIFICATION = (
+    "cross_entropy",
+    "nll_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+)
 
 
 def _kind(value: float) -> str:

@@ -10,6 +10,7 @@ from babysit.lint.modes import (
     callers_set_eval,
     eval_set_before,
     evaluation_loops,
+    mode_set_by_owner,
     model_is_parameter,
 )
 from babysit.trace import Trace
@@ -25,7 +26,9 @@ class MissingEvalMode(Check):
     no `.eval()` (or `.train(False)`) before the first forward pass in the same function, in a
     helper of the same file it calls, or, when the function receives the model from its
     callers, before each of its call sites. Lightning modules are skipped (the trainer switches
-    modes). Whether the model has Dropout or BatchNorm, the layers for which the mode matters,
+    modes), and so are loops over `self.<submodule>` in a model's own methods (generation code:
+    its user sets the mode) or in a class whose base or attribute is defined in another file.
+    Whether the model has Dropout or BatchNorm, the layers for which the mode matters,
     is not knowable statically, so this is a warning.
 
     ## Why is this bad?
@@ -69,7 +72,7 @@ class MissingEvalMode(Check):
         for a in analyses(trace):
             for found in evaluation_loops(a):
                 forward = found.forwards[0]
-                if eval_set_before(a, forward):
+                if eval_set_before(a, forward) or mode_set_by_owner(a, forward):
                     continue
                 function = a.enclosing_function(found.loop)
                 if function is not None:

@@ -10,6 +10,7 @@ from babysit.lint import analyses
 from babysit.lint import torchapi as api
 from babysit.lint.analysis import Analysis
 from babysit.lint.loops import Event, events
+from babysit.lint.scopes import FUNCTION_NODES
 from babysit.trace import Trace
 
 #: Models that are put in eval mode on purpose and never trained (distillation teachers,
@@ -29,7 +30,9 @@ class MissingTrainMode(Check):
     the `.eval()` after which a backward pass runs again with no `.train()` on that model in
     between (on the next iteration). Models that are only evaluated (a distillation teacher, an
     EMA copy) are left alone: the rule only considers models given to an optimizer or switched
-    to `.train()` somewhere in the file.
+    to `.train()` somewhere in the file. When a condition picks the mode of each pass
+    (`if phase == "train": model.train() else: model.eval()`, the PyTorch tutorial's phase
+    loop), the backward pass follows the same condition, and nothing is reported.
 
     ## Why is this bad?
     After the first validation the model stays in eval mode for the rest of training: Dropout
@@ -79,7 +82,7 @@ class MissingTrainMode(Check):
                 kinds = {e.kind for e in sequence}
                 if not {"eval", "backward"} <= kinds:
                     continue
-                for culprit, backward in _train_after_eval(a, sequence):
+                for culprit, backward in _train_after_eval(a, sequence, loop):
                     if id(culprit.site) in reported:
                         continue
                     reported.add(id(culprit.site))
@@ -102,7 +105,9 @@ class MissingTrainMode(Check):
                     )
 
 
-def _train_after_eval(a: Analysis, sequence: list[Event]) -> list[tuple[Event, Event]]:
+def _train_after_eval(
+    a: Analysis, sequence: list[Event], loop: ast.AST
+) -> list[tuple[Event, Event]]:
     """(eval event, backward event) pairs where the backward runs with that model in eval
     mode, simulating two passes around the loop."""
     state: dict[str, Event | None] = {}
@@ -111,7 +116,10 @@ def _train_after_eval(a: Analysis, sequence: list[Event]) -> list[tuple[Event, E
         for event in sequence:
             receiver = event.receiver or ""
             if event.kind == "eval":
-                state[receiver] = event
+                # `if phase == "train": model.train() else: model.eval()`: a condition picks
+                # the mode of each pass, and the backward pass follows the same condition
+                chosen = _chosen_by_condition(a, event, sequence, loop)
+                state[receiver] = None if chosen else event
             elif event.kind == "train":
                 for other in state:
                     if _related(other, receiver):
@@ -122,6 +130,35 @@ def _train_after_eval(a: Analysis, sequence: list[Event]) -> list[tuple[Event, E
                         found.append((culprit, event))
                         state[other] = None
     return found
+
+
+def _chosen_by_condition(a: Analysis, switch: Event, sequence: list[Event], loop: ast.AST) -> bool:
+    """``switch`` (an eval) and a ``.train()`` of the same model sit in different branches of
+    conditions inside ``loop`` (``if``/``else``, ``elif``, two ``if``s, ``x if c else y``): the
+    mode of each pass follows a condition that the simple sequence cannot evaluate."""
+    branch = _innermost_branch(a, switch.site, loop)
+    if branch is None:
+        return False
+    return any(
+        other.kind == "train"
+        and _related(other.receiver or "", switch.receiver or "")
+        and _innermost_branch(a, other.site, loop) not in (None, branch)
+        for other in sequence
+    )
+
+
+def _innermost_branch(a: Analysis, node: ast.AST, loop: ast.AST) -> tuple[int, str] | None:
+    """(id of the innermost ``if``/conditional expression inside ``loop`` holding ``node``, the
+    branch: ``body`` or ``orelse``), or ``None`` when ``node`` runs unconditionally in it."""
+    child = node
+    for ancestor in a.ancestors(node):
+        if ancestor is loop or isinstance(ancestor, FUNCTION_NODES):
+            return None
+        if isinstance(ancestor, ast.If | ast.IfExp) and child is not ancestor.test:
+            body = ancestor.body if isinstance(ancestor, ast.If) else [ancestor.body]
+            return id(ancestor), "body" if any(child is b for b in body) else "orelse"
+        child = ancestor
+    return None
 
 
 def _related(a: str, b: str) -> bool:

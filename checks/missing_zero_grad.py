@@ -6,7 +6,9 @@ from typing import Any
 
 from babysit.check import Check, Finding, Severity
 from babysit.lint import analyses
+from babysit.lint.analysis import Analysis
 from babysit.lint.loops import backward_calls, optimizer_steps, resets_gradients
+from babysit.lint.scopes import LOOP_NODES
 from babysit.trace import Trace
 
 
@@ -20,7 +22,9 @@ class MissingZeroGrad(Check):
     `p.grad = None`, no `p.grad.zero_()` — anywhere in the loop body, before or after the
     backward pass, including in helper functions of the same file that the loop calls.
     Gradient accumulation (`if (i + 1) % k == 0: opt.step(); opt.zero_grad()`) resets them
-    and is fine. Lightning modules have no manual loop and are never flagged.
+    and is fine. A Lightning module's `training_step` runs once per batch, like a loop body:
+    with manual optimization (`self.manual_backward(loss)`, `opt.step()`) it is flagged when
+    nothing in the module resets the gradients; with automatic optimization the trainer does.
 
     ## Why is this bad?
     `backward()` adds to `.grad`. Without a reset every step applies the sum of all gradients
@@ -68,26 +72,49 @@ class MissingZeroGrad(Check):
                 backwards = backward_calls(a, loop)
                 if steps and backwards:
                     training[loop] = (steps, backwards)
+            # the innermost training loop is the one judged: skip those holding another
+            outer = {id(up) for other in training for up in a.ancestors(other)}
             for loop, (steps, backwards) in training.items():
-                inner = [
-                    other
-                    for other in training
-                    if other is not loop and any(up is loop for up in a.ancestors(other))
-                ]
-                if inner or resets_gradients(a, loop):
-                    continue  # the innermost training loop is the one judged
-                step, optimizer = steps[0]
-                name = ast.unparse(optimizer)
-                yield self.finding(
-                    f"the loop at line {a.location(loop)[0]} calls `.backward()` (line "
-                    f"{a.location(backwards[0])[0]}) and `{ast.unparse(step.func)}()` but never "
-                    "zeroes the gradients: every step applies the sum of all gradients so far.",
-                    f"Call `{name}.zero_grad(set_to_none=True)` once per step inside the loop "
-                    "(before the forward pass or right after the step).",
-                    evidence={
-                        "optimizer": name,
-                        "loop_line": a.location(loop)[0],
-                        "backward_line": a.location(backwards[0])[0],
-                    },
-                    **a.where(step),
+                if id(loop) in outer or resets_gradients(a, loop):
+                    continue
+                yield self._report(a, loop, "the loop", steps[0], backwards[0])
+            for cls in a.classes.values():
+                step_method = a.method(cls, "training_step")
+                if step_method is None or not a.is_lightning_module(cls):
+                    continue
+                steps = optimizer_steps(a, step_method)
+                backwards = backward_calls(a, step_method)
+                in_loop = steps and any(
+                    isinstance(up, LOOP_NODES) for up in a.ancestors(steps[0][0])
                 )
+                if not steps or not backwards or in_loop or resets_gradients(a, cls):
+                    continue  # a loop inside training_step is judged as a loop
+                yield self._report(
+                    a, step_method, "`training_step` (run once per batch)", steps[0], backwards[0]
+                )
+
+    def _report(
+        self,
+        a: Analysis,
+        body: ast.AST,
+        what: str,
+        step_and_optimizer: tuple[ast.Call, ast.expr],
+        backward: ast.Call,
+    ) -> Finding:
+        step, optimizer = step_and_optimizer
+        name = ast.unparse(optimizer)
+        backward_name = ast.unparse(backward.func).rsplit(".", 1)[-1]
+        return self.finding(
+            f"{what} at line {a.location(body)[0]} calls `.{backward_name}()` "
+            f"(line {a.location(backward)[0]}) and `{ast.unparse(step.func)}()` but never "
+            "zeroes the gradients: every step applies the sum of all gradients so far.",
+            f"Call `{name}.zero_grad(set_to_none=True)` once per step "
+            + ("inside the loop " if isinstance(body, LOOP_NODES) else "")
+            + "(before the forward pass or right after the step).",
+            evidence={
+                "optimizer": name,
+                "loop_line": a.location(body)[0],
+                "backward_line": a.location(backward)[0],
+            },
+            **a.where(step),
+        )

@@ -4,6 +4,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from babysit.check import Check, Finding, Severity
+from babysit.curves import adversarial
 from babysit.trace import Trace
 
 
@@ -13,8 +14,12 @@ class NoValidation(Check):
     ## What it does
     Counts the training epochs (iterations of the training DataLoader, or a trainer's
     epochs) and the validation passes: loss calls made without gradients or with the model
-    in eval mode, a trainer's validation loss, or a `val_loss` logged with `sitter.log`.
-    Fires after `min_epochs` epochs without any.
+    in eval mode, a trainer's validation loss, a `val_loss` logged with `sitter.log`, or
+    forwards of the model without gradients or in eval mode (a validation loss computed by
+    hand, such as `(model(x) - y).pow(2).mean()`, is no captured loss call).
+    Fires after `min_epochs` epochs without any. Runs that train two models against each
+    other (a GAN: two optimizers, each over its own model, stepping side by side) are not
+    reported: they have no held-out loss to watch.
 
     ## Why is this bad?
     Without a held-out loss there is no way to tell over- from underfitting, to pick the
@@ -57,12 +62,14 @@ class NoValidation(Check):
 
     def run(self, trace: Trace, thresholds: Mapping[str, Any]) -> Iterable[Finding]:
         epochs = len(trace.epochs)
-        if epochs < thresholds["min_epochs"] or trace.evals:
+        if epochs < thresholds["min_epochs"] or trace.evals or trace.run.get("eval_forwards"):
+            return
+        if adversarial(trace):
             return
         steps = trace.run.get("steps")
         yield self.finding(
-            f"{epochs} training epochs ({steps} steps) ran without any validation pass: no "
-            "loss was computed without gradients or in eval mode, and no validation loss was "
+            f"{epochs} training epochs ({steps} steps) ran without any validation pass: the "
+            "model never ran without gradients or in eval mode, and no validation loss was "
             "logged.",
             "Evaluate on held-out data after every epoch:\n```python\n"
             "model.eval()\nwith torch.no_grad():\n"

@@ -43,7 +43,9 @@ class ParametersWithoutGradient(Check):
     None: a gradient that is `None` or exactly zero over the whole tensor, a parameter missing
     from the optimizer, or a bit-identical parameter after a step. A bias directly followed by
     BatchNorm has a mathematically zero gradient (BatchNorm subtracts the mean) and is reported
-    at `info` level only, with the fix `bias=False`.
+    at `info` level only, with the fix `bias=False`. When an audited script adds several loss
+    calls per forward (multi-task heads), the pre-flight replays only the first one, so missing
+    gradients are not reported there (parameters outside the optimizer still are).
 
     ## References
     * A. Karpathy, "A Recipe for Training Neural Networks" (2019): check that every layer
@@ -64,10 +66,22 @@ class ParametersWithoutGradient(Check):
         run = trace.experiments["gradients"]
         no_grad = list(run.get("no_grad") or [])
         zero = list(run.get("zero_grad") or [])
+        if _partial_loss(trace):
+            # the script sums several losses per forward (multi-task heads) and the audit
+            # replayed the first one only: heads of the other losses get no gradient there
+            no_grad, zero = [], []
         before_bn = [n for n in zero if _bias_before_batchnorm(trace, n)]
         zero = [n for n in zero if n not in before_bn]
         missing = list(run.get("not_in_optimizer") or [])
-        unchanged = list(run.get("unchanged_after_step") or [])
+        # a bias feeding BatchNorm has a ~0 gradient: the info finding below explains it
+        unchanged = [
+            n for n in run.get("unchanged_after_step") or [] if not _bias_before_batchnorm(trace, n)
+        ]
+        before_bn += [
+            n
+            for n in run.get("unchanged_after_step") or []
+            if _bias_before_batchnorm(trace, n) and n not in before_bn
+        ]
         total = run.get("parameters", 0)
         frozen = list(run.get("frozen") or [])
         if total and len(frozen) == total:
@@ -138,6 +152,14 @@ class ParametersWithoutGradient(Check):
                 layer=before_bn[0].rsplit(".", 1)[0],
                 severity=Severity.INFO,
             )
+
+
+def _partial_loss(trace: Trace) -> bool:
+    return (
+        trace.mode == "audit"
+        and trace.run.get("preflight_loss") == "first_loss_call"
+        and trace.run.get("training_losses_per_forward", 1) > 1
+    )
 
 
 def _bias_before_batchnorm(trace: Trace, param: str) -> bool:

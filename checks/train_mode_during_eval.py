@@ -47,10 +47,14 @@ class TrainModeDuringEval(Check):
       single forward under `no_grad` in training mode per step is a deliberate pattern
       (pseudo-labels, Monte-Carlo dropout) and is not reported unless a validation loss is
       computed from it. Forwards from `torch.optim.swa_utils.update_bn`, which recomputes
-      BatchNorm statistics in training mode on purpose, are never counted.
+      BatchNorm statistics in training mode on purpose, are never counted, nor are forwards
+      of a model that is itself in eval mode with some Dropout layers switched back to
+      training mode (Monte-Carlo dropout, Gal & Ghahramani 2016): `model.eval()` was called.
 
     ## References
     * CS231n, "Neural Networks Part 2/3" (dropout at test time, BatchNorm at test time).
+    * Y. Gal and Z. Ghahramani, "Dropout as a Bayesian Approximation" (ICML 2016): dropout
+      kept on at test time on purpose.
     * PyTorch docs, `nn.Module.eval` and "Autograd mechanics: locally disabling gradient
       computation" (`no_grad` does not change module modes).
     """

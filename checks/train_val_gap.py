@@ -76,6 +76,7 @@ class TrainValGap(Check):
         "loss-diverging",
         "train-mode-during-eval",
         "gradients-not-reset",
+        "batchnorm-batch-size-one",
     )
     thresholds = {
         "patience": 3,

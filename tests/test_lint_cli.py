@@ -166,3 +166,149 @@ def test_audit_folds_static_findings_of_the_script(tmp_path, monkeypatch):
     assert [(f.id, f.location.file, f.location.line) for f in report.findings] == [
         ("BS903", "train.py", 9)
     ]
+
+
+def test_pyproject_settings_apply_to_lint_and_flags_override_them(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text(BUGGY)
+    (tmp_path / "vendor").mkdir()
+    (tmp_path / "vendor" / "train.py").write_text(BUGGY)
+    config = tmp_path / "pyproject.toml"
+    config.write_text('[tool.babysit]\nformat = "json"\nfail-on = "never"\nexclude = ["vendor"]\n')
+    result = lint(str(tmp_path))
+    assert result.exit_code == 0, result.output  # fail-on = "never" from the file
+    data = json.loads(result.stdout)  # format = "json" from the file
+    assert [f["location"]["file"] for f in data["findings"]] == [f"{tmp_path}/src/train.py"]
+    flagged = lint(str(tmp_path), "--fail-on", "error", "--format", "text")
+    assert flagged.exit_code == 1 and flagged.stdout.startswith(f"{tmp_path}/src/train.py:9:9")
+    config.write_text('[tool.babysit]\nignore = ["BS903", "BS105:encoder"]\n')
+    assert lint(str(tmp_path)).exit_code == 0  # the file's ignore, layer ignores left aside
+
+
+def test_a_config_select_of_runtime_checks_does_not_empty_the_lint(tmp_path):
+    (tmp_path / "train.py").write_text(BUGGY)
+    (tmp_path / "pyproject.toml").write_text('[tool.babysit]\nselect = ["BS1", "BS2"]\n')
+    assert lint(str(tmp_path)).exit_code == 1  # every static rule still runs
+    (tmp_path / "pyproject.toml").write_text('[tool.babysit]\nselect = ["BS901"]\n')
+    assert lint(str(tmp_path)).exit_code == 0  # a static selection narrows it
+    assert lint(str(tmp_path), "--select", "BS903").exit_code == 1  # the flag wins
+
+
+def test_a_bad_config_is_one_line_and_exit_code_2(tmp_path):
+    (tmp_path / "train.py").write_text(CLEAN)
+    for bad in ('fail-on = "bogus"', 'format = "xml"', "exclude = 3", 'select = ["BS999"]'):
+        (tmp_path / "pyproject.toml").write_text(f"[tool.babysit]\n{bad}\n")
+        result = lint(str(tmp_path))
+        assert result.exit_code == 2, bad
+        assert result.stderr.startswith("babysit: error: ") and "pyproject.toml" in result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_lint_baseline_accepts_todays_findings(tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
+    script = tmp_path / "train.py"
+    script.write_text(BUGGY)
+    accepted = tmp_path / "baseline.json"
+    assert lint(str(script), "--write-baseline", str(accepted)).exit_code == 0
+    again = lint(str(script), "--baseline", str(accepted))
+    assert again.exit_code == 0 and "1 finding(s) accepted by the baseline" in again.stderr
+    script.write_text(BUGGY + "\n\ndef evaluate(model, val_loader):\n" + BUGGY.split("\n", 4)[4])
+    new = lint(str(script), "--baseline", str(accepted), "-f", "json")
+    assert new.exit_code == 1
+    assert [f["location"]["line"] for f in json.loads(new.stdout)["findings"]] == [17]
+
+
+SOFTMAX_CE = "import torch.nn.functional as F\nif True:\n" + (
+    "{indent}loss = F.cross_entropy(F.softmax(z, 1), y)\n"
+)
+
+
+def test_bom_line_endings_tabs_and_wide_characters_keep_exact_positions(tmp_path):
+    from babysit.lint import lint_trace, static_selection
+    from babysit.report import judge
+
+    variants = {
+        "bom.py": b"\xef\xbb\xbf" + SOFTMAX_CE.format(indent="    ").encode(),
+        "crlf.py": SOFTMAX_CE.format(indent="    ").replace("\n", "\r\n").encode(),
+        "cr.py": SOFTMAX_CE.format(indent="    ").replace("\n", "\r").encode(),
+        "tab.py": SOFTMAX_CE.format(indent="\t").encode(),
+        "wide.py": SOFTMAX_CE.format(indent='    s = "é😀"; ').encode(),
+    }
+    for name, data in variants.items():
+        (tmp_path / name).write_bytes(data)
+    trace = lint_trace([tmp_path])
+    assert trace.notes == []
+    report = judge(trace, select=static_selection(["BS901"]))
+    found = {
+        f.location.file.rsplit("/", 1)[-1]: (f.location.line, f.location.column)
+        for f in report.findings
+    }
+    # columns count characters: a tab is one, "é" and "😀" are one each, the BOM is none
+    assert found == {
+        "bom.py": (3, 12),
+        "crlf.py": (3, 12),
+        "cr.py": (3, 12),
+        "tab.py": (3, 9),
+        "wide.py": (3, 22),
+    }
+
+
+def test_symlink_loops_dangling_links_and_fifos_neither_hang_nor_abort(tmp_path):
+    import os
+
+    (tmp_path / "train.py").write_text(BUGGY)
+    (tmp_path / "loop").mkdir()
+    (tmp_path / "loop" / "up").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "loop" / "self").symlink_to(tmp_path / "loop", target_is_directory=True)
+    (tmp_path / "dangling.py").symlink_to(tmp_path / "nowhere.py")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.py")  # reading it would block forever
+    result = lint(str(tmp_path))
+    assert result.exit_code == 1, result.output
+    assert result.stdout.count("BS903") == 1  # the loops are not followed
+    assert "dangling.py: skipped: cannot read it" in result.stdout
+    if hasattr(os, "mkfifo"):
+        assert "pipe.py: skipped: not a regular file" in result.stdout
+
+
+def test_deeply_nested_code_is_a_note_and_code_at_the_limit_is_linted(tmp_path):
+    import gc
+
+    from babysit.lint.analysis import MAX_NESTING
+
+    chain = "x = model(x)" + ".view(-1)" * 1200 + "\n"  # parses, too deep to walk
+    (tmp_path / "a_chain.py").write_text(chain)
+    (tmp_path / "b_sum.py").write_text("x = " + " + ".join(["a"] * (MAX_NESTING + 50)) + "\n")
+    terms = " + ".join(["F.mse_loss(a, b)"] * (MAX_NESTING - 10))
+    (tmp_path / "c_train.py").write_text(
+        "import torch.nn.functional as F\ntotal = 0\nfor a, b in loader:\n"
+        f"    loss = {terms}\n    loss.backward()\n    total += loss\n"
+    )
+    result = lint(str(tmp_path), "-f", "json")
+    data = json.loads(result.stdout)
+    assert [n.split(": ", 1)[0] for n in data["notes"]] == [
+        f"{tmp_path}/a_chain.py",
+        f"{tmp_path}/b_sum.py",
+    ]
+    assert all("too deeply nested" in n for n in data["notes"])
+    assert [(f["id"], f["location"]["line"]) for f in data["findings"]] == [("BS907", 6)]
+    assert gc.isenabled()  # the collector paused while building trees is back on
+
+
+def test_many_training_loops_in_one_file_lint_in_linear_time(tmp_path):
+    import time
+
+    from babysit.lint import lint_trace
+    from babysit.report import judge
+
+    body = "".join(
+        f"def step{i}(model, loader, opt):\n    for x, y in loader:\n        opt.zero_grad()\n"
+        "        model(x).sum().backward()\n        opt.step()\n\n"
+        for i in range(4000)
+    )
+    (tmp_path / "generated.py").write_text(body)
+    trace = lint_trace([tmp_path / "generated.py"])
+    start = time.perf_counter()
+    report = judge(trace, select=["BS903"])
+    assert report.findings == []
+    assert time.perf_counter() - start < 10  # pairwise loop comparisons took minutes

@@ -160,3 +160,37 @@ def test_trace_sources_round_trip_and_old_traces_load(tmp_path):
     old = json.loads(Trace().to_json())
     del old["sources"]
     assert Trace.from_dict(old).sources == []
+
+
+def test_an_if_else_that_assigns_on_every_path_dominates_the_use():
+    a = analysis(
+        """
+        def f(flag, other, logits):
+            if flag:
+                probs = logits.softmax(1)
+            elif other:
+                probs = torch.softmax(logits, 1)
+            else:
+                if other:
+                    probs = F.softmax(logits, 1)
+                else:
+                    probs = logits.softmax(-1)
+            use(probs)
+            if flag:
+                maybe = logits.softmax(1)
+            elif other:
+                maybe = logits.softmax(1)
+            use(maybe)
+            for _ in range(3):
+                if flag:
+                    looped = logits.softmax(1)
+                else:
+                    looped = logits.softmax(1)
+            use(looped)
+        """
+    )
+    uses = [c.args[0] for c in a.calls if ast.unparse(c.func) == "use"]
+    origins = [a.origins(u) for u in uses]
+    assert origins[0] is not None and len(origins[0]) == 4  # every branch assigns
+    assert origins[1] is None  # no else: the parameter-less path is unknown
+    assert origins[2] is None  # the loop may not run

@@ -4,6 +4,8 @@ the optimizer's settings, and the time budget."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 from babysit.experiments.batch import Batch, LossSpec
+from babysit.probes.losses import LossCall
 from babysit.probes.model_facts import DROPOUT
 from babysit.session import strip_babysit_hooks
 from babysit.trace import Trace
@@ -93,6 +96,32 @@ def _fresh(hyper: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+HALF = (torch.float16, torch.bfloat16)
+
+
+def _upcast_loss(loss: LossSpec) -> LossSpec:
+    """The user's loss for float32 copies: half-precision class weights (``weight=``,
+    ``pos_weight=``) would meet float32 predictions and make the loss raise."""
+    fn = loss.loss_fn
+
+    def up(value: Any) -> Any:
+        return value.float() if isinstance(value, torch.Tensor) and value.dtype in HALF else value
+
+    if isinstance(fn, LossCall):
+        fn = dataclasses.replace(
+            fn,
+            extra_args=tuple(up(a) for a in fn.extra_args),
+            options={k: up(v) for k, v in fn.options.items()},
+        )
+    elif isinstance(fn, nn.Module) and any(
+        t.dtype in HALF for t in itertools.chain(fn.parameters(), fn.buffers())
+    ):
+        fn = copy.deepcopy(fn).float()
+    else:
+        return loss
+    return dataclasses.replace(loss, loss_fn=fn)
+
+
 @dataclass
 class Context:
     model: nn.Module
@@ -107,10 +136,10 @@ class Context:
     upcast: bool = False
 
     def __post_init__(self) -> None:
-        half = (torch.float16, torch.bfloat16)
-        if any(p.dtype in half for p in self.model.parameters()):
+        if any(p.dtype in HALF for p in self.model.parameters()):
             self.upcast = True
             self.batch = self.batch.map_floats(lambda t: t.float())
+            self.loss = _upcast_loss(self.loss)
 
     def copy(self, *, dropout: bool = True) -> nn.Module:
         """A fresh copy of the model at init, in training mode, without babysit's hooks."""

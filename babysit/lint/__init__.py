@@ -33,6 +33,7 @@ __all__ = [
     "analyses",
     "analyze",
     "collect_files",
+    "lint_selection",
     "lint_trace",
     "read_sources",
     "static_selection",
@@ -74,6 +75,18 @@ def static_selection(
             "no static rule (BS9xx) is left after --select/--ignore; `babysit checks` lists them"
         )
     return chosen
+
+
+def lint_selection(select: Iterable[str] | None) -> list[str] | None:
+    """``select`` from a project's configuration as ``babysit lint`` applies it: unchanged when
+    it chooses some static rule, ``None`` (every rule) when it only names runtime checks
+    (``select = ["BS1", "BS2"]`` is about ``audit`` and ``check``)."""
+    from babysit import registry
+
+    if select is None:
+        return None
+    chosen = registry.select(list(select))
+    return list(select) if any(c.id.startswith(STATIC_PREFIX) for c in chosen) else None
 
 
 def analyses(trace: Trace) -> Iterator[Analysis]:

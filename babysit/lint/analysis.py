@@ -16,12 +16,15 @@ from functools import cached_property
 
 from babysit.lint import torchapi as api
 from babysit.lint.imports import ImportMap
-from babysit.lint.parse import CACHE_SIZE, ParseError, parse, text_key
+from babysit.lint.parse import CACHE_SIZE, ParseError, gc_paused, parse, text_key
 from babysit.lint.scopes import FUNCTION_NODES, LOOP_NODES, Ctx, ScopeIndex, end_pos, pos
 
 Origin = tuple[ast.expr, Ctx]
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 MAX_DEPTH = 10
+#: Deeper trees (generated code: a chain of a thousand method calls, a sum of a thousand
+#: terms) are not analyzed: the walks and ``ast.unparse`` recurse once or more per level.
+MAX_NESTING = 200
 _OWNERS = (*FUNCTION_NODES, ast.ClassDef)
 
 _ANALYSES: dict[tuple[str, str], Analysis | ParseError] = {}
@@ -33,20 +36,36 @@ def analyze(path: str, text: str) -> Analysis | ParseError:
     hit = _ANALYSES.get(key)
     if hit is None:
         tree = parse(path, text)
-        hit = tree if isinstance(tree, ParseError) else Analysis(path, text, tree)
+        hit = tree if isinstance(tree, ParseError) else _analysis(path, text, tree)
         if len(_ANALYSES) >= CACHE_SIZE:
             _ANALYSES.clear()
         _ANALYSES[key] = hit
     return hit
 
 
+def _analysis(path: str, text: str, tree: ast.Module) -> Analysis | ParseError:
+    try:
+        with gc_paused():
+            index = ScopeIndex(tree)
+            if index.depth > MAX_NESTING:
+                return ParseError(
+                    f"too deeply nested to analyze ({index.depth} levels of syntax; the limit "
+                    f"is {MAX_NESTING})"
+                )
+            return Analysis(path, text, tree, index)
+    except RecursionError:
+        return ParseError("too deeply nested to analyze (the recursion limit was reached)")
+
+
 class Analysis:
-    def __init__(self, path: str, text: str, tree: ast.Module) -> None:
+    def __init__(
+        self, path: str, text: str, tree: ast.Module, index: ScopeIndex | None = None
+    ) -> None:
         self.path = path
         self.text = text
         self.tree = tree
         self.lines = text.splitlines()
-        self.index = ScopeIndex(tree)
+        self.index = index or ScopeIndex(tree)
         self.functions: dict[str, list[FunctionNode]] = {}
         self.classes: dict[str, ast.ClassDef] = {}
         self.loops: list[ast.For | ast.AsyncFor | ast.While] = []

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from babysit.errors import BabysitError
-from babysit.lint.parse import ParseError, parse
+from babysit.lint.analysis import analyze
+from babysit.lint.parse import ParseError
 
 #: Larger files are generated code or data, not training scripts.
 MAX_BYTES = 5 * 1024 * 1024
@@ -114,8 +116,11 @@ def read_sources(paths: Sequence[str]) -> Collected:
         display = path[2:] if path.startswith("./") else path
         problem = None
         try:
-            size = os.path.getsize(path)
-            if size > MAX_BYTES:
+            status = os.stat(path)
+            size = status.st_size
+            if not stat.S_ISREG(status.st_mode):  # a FIFO or a device would block the read
+                problem = "skipped: not a regular file"
+            elif size > MAX_BYTES:
                 problem = (
                     f"skipped: {size / 1e6:.1f} MB is larger than the {MAX_BYTES // 2**20} MB limit"
                 )
@@ -130,9 +135,9 @@ def read_sources(paths: Sequence[str]) -> Collected:
         except OSError as exc:
             problem = f"skipped: cannot read it ({exc.strerror or exc})"
         if problem is None:
-            tree = parse(display, text)
-            if isinstance(tree, ParseError):
-                problem = f"not linted: {tree}"
+            analysis = analyze(display, text)  # built once here, reused (cached) by every rule
+            if isinstance(analysis, ParseError):
+                problem = f"not linted: {analysis}"
         if problem is not None:
             result.notes.append(f"{display}: {problem}")
         else:

@@ -23,6 +23,11 @@ _EVAL_FUNCTION_WORDS = frozenset(
     {"eval", "evaluate", "evaluation", "validate", "validation", "val", "valid", "inference"}
 )
 _EVAL_FUNCTION_NAMES = re.compile(r"^(test|run_test|test_epoch|test_loop|test_step|predict\w*)$")
+#: What a validation loop computes, for names that only say "valid" (``valid_loss``).
+_RESULT_WORDS = frozenset(
+    {"loss", "losses", "acc", "accuracy", "correct", "metric", "metrics", "score", "scores"}
+    | {"preds", "predictions", "outputs", "error", "errors", "ppl", "perplexity", "f1", "auc"}
+)
 #: Calls that need gradients even in evaluation (saliency, adversarial examples).
 _GRADIENT_NEEDS = frozenset({"backward", "manual_backward", "requires_grad_"})
 
@@ -156,13 +161,22 @@ def evaluation_signals(a: Analysis, loop: Loop, *, include_no_grad: bool = True)
         elif method_call(node, "append", "extend"):
             target = node.func.value  # type: ignore[attr-defined]
         name = terminal_name(target) if target is not None else None
-        if name and api.says_eval(name) and "loader" not in name.lower():
+        if name and _names_an_evaluation_result(name):
             signals.append(f"it computes `{name}`")
             break
     function = a.enclosing_function(loop)
     if function is not None and is_evaluation_function_name(function.name):
         signals.append(f"it is in `{function.name}()`")
     return signals
+
+
+def _names_an_evaluation_result(name: str) -> bool:
+    """``val_loss``, ``test_acc``, ``valid_preds``; not ``val_loader``, and not ``valid_tokens``
+    or ``valid_mask`` (in model code "valid" means "not padding")."""
+    tokens = api.word_tokens(name)
+    if not api.says_eval(name) or "loader" in name.lower():
+        return False
+    return bool(tokens & (api.EVAL_WORDS - {"valid"})) or bool(tokens & _RESULT_WORDS)
 
 
 def is_evaluation_function_name(name: str) -> bool:

@@ -15,7 +15,7 @@ from babysit.lint.loops import (
     needs_gradients,
     outer_loops,
 )
-from babysit.lint.scopes import pos
+from babysit.lint.scopes import Ctx, pos
 
 
 @dataclass(frozen=True)
@@ -89,3 +89,67 @@ def model_is_parameter(a: Analysis, call: ast.Call) -> bool:
         return True
     function = a.enclosing_function(call)
     return a.is_parameter(root.id, function) or terminal_name(func) is None
+
+
+def mode_set_by_owner(a: Analysis, call: ast.Call) -> bool:
+    """``call`` runs a model reached through ``self`` (``self.decoder``, ``self.model.encoder``,
+    ``step = self.__call__``) in a method of a class that is itself a model (an ``nn.Module``),
+    that inherits from a class defined elsewhere (a pipeline), or that never assigns that
+    attribute (a mixin): the mode of that model is set by code invisible from this file."""
+    method = a.enclosing_function(call)
+    cls = a.enclosing_class(call)
+    if method is None or cls is None or a.parent(method) is not cls or not method.args.args:
+        return False
+    attributes = _self_attributes(a, call.func, method.args.args[0].arg, a.ctx(call.func))
+    if attributes is None:
+        return False
+    if a.is_module_class(cls) or _inherits_from_elsewhere(a, cls):
+        return True
+    return any(
+        not a.class_attribute(cls, name) and a.method(cls, name) is None for name in attributes
+    )
+
+
+def _self_attributes(
+    a: Analysis, expr: ast.expr, me: str, ctx: Ctx, depth: int = 0
+) -> set[str] | None:
+    """The attributes of ``me`` (``self``) that ``expr`` is reached through, directly or via
+    local assignments (``{"model"}`` for ``self.model.encoder``, ``{"__call__"}`` for
+    ``step = self.__call__``); ``None`` when some origin is not rooted in ``me``."""
+    if depth > 10:
+        return None
+    if isinstance(expr, ast.IfExp):
+        body = _self_attributes(a, expr.body, me, ctx, depth + 1)
+        orelse = _self_attributes(a, expr.orelse, me, ctx, depth + 1)
+        return None if body is None or orelse is None else body | orelse
+    root, first = expr, None
+    while isinstance(root, ast.Attribute | ast.Subscript | ast.Call):
+        if isinstance(root, ast.Attribute):
+            first = root.attr
+        root = root.func if isinstance(root, ast.Call) else root.value
+    if not isinstance(root, ast.Name):
+        return None
+    if root.id == me:
+        return {first} if first else None
+    bindings = a.index.reaching(root.id, ctx)
+    if not bindings:
+        return None
+    found: set[str] = set()
+    for binding in bindings:
+        if binding.value is None or binding.ctx is None:
+            return None
+        sub = _self_attributes(a, binding.value, me, binding.ctx, depth + 1)
+        if sub is None:
+            return None
+        found |= sub
+    return found
+
+
+def _inherits_from_elsewhere(a: Analysis, cls: ast.ClassDef, depth: int = 0) -> bool:
+    for base in cls.bases:
+        if isinstance(base, ast.Name) and base.id in a.classes and base.id != cls.name:
+            if depth < 10 and _inherits_from_elsewhere(a, a.classes[base.id], depth + 1):
+                return True
+        elif not (isinstance(base, ast.Name) and base.id == "object"):
+            return True
+    return False

@@ -8,8 +8,11 @@ once per distinct text.
 from __future__ import annotations
 
 import ast
+import contextlib
+import gc
 import hashlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 #: Cached entries before the cache is emptied (one entry per distinct file text).
@@ -51,9 +54,23 @@ def parse(path: str, text: str) -> ast.Module | ParseError:
     return hit
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while building a tree: the collector would rescan the
+    growing heap of new nodes again and again (about 40% of the time on a 3 MB file). Memory
+    is still freed by reference counting; cycles wait until the collector resumes."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _parse_uncached(path: str, text: str) -> ast.Module | ParseError:
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), gc_paused():
             # invalid escape sequences and the like: not ours to report, and not on stderr
             warnings.simplefilter("ignore")
             return ast.parse(text, filename=path)

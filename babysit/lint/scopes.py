@@ -100,14 +100,22 @@ class ScopeIndex:
         self.scope_of_node: dict[ast.AST, Scope] = {}
         self.block_of_stmt: dict[ast.stmt, Block] = {}
         self.scopes: dict[ast.AST, Scope] = {}
+        #: ids of the ``if`` statements that have an ``else``: their two branches cover every path
+        self.if_else: set[int] = set()
+        #: the depth of the tree (the module is level 1)
+        self.depth = 1
         root = Scope(tree, None)
         self.scopes[tree] = root
         self.module_scope = root
         self._walk(tree, root, ())
 
     # -- building ---------------------------------------------------------------------------
-    def _walk(self, node: ast.AST, scope: Scope, block: Block) -> None:
+    def _walk(self, node: ast.AST, scope: Scope, block: Block, depth: int = 1) -> None:
+        if depth > self.depth:
+            self.depth = depth
         branches = _BRANCH_FIELDS.get(type(node), ())
+        if isinstance(node, ast.If) and node.orelse:
+            self.if_else.add(id(node))
         for name, value in ast.iter_fields(node):
             child_block = (*block, (id(node), name)) if name in branches else block
             children = value if isinstance(value, list) else (value,)
@@ -121,7 +129,8 @@ class ScopeIndex:
                     if isinstance(child, ast.stmt):
                         self.block_of_stmt[child] = child_block
                     child_scope = self._enter(child, scope, child_block)
-                    self._walk(child, child_scope, () if child_scope is not scope else block)
+                    inner_block = () if child_scope is not scope else block
+                    self._walk(child, child_scope, inner_block, depth + 1)
                     continue
                 self.scope_of_node[child] = scope
                 if isinstance(child, ast.stmt):
@@ -134,7 +143,7 @@ class ScopeIndex:
                         child.target.id,
                         Binding(end_pos(child), block_here, child.value, self._ctx(child, scope)),
                     )
-                self._walk(child, child_scope, child_block)
+                self._walk(child, child_scope, child_block, depth + 1)
 
     def _enter(self, node: ast.AST, outer: Scope, block: Block) -> Scope:
         scope = Scope(node, outer)
@@ -241,10 +250,39 @@ class ScopeIndex:
                     found.append(binding)
                     if ctx.block[: len(binding.block)] == binding.block:
                         return found
+                    if self._covered(found, binding.block, ctx.block):
+                        return found  # assigned in both branches of an if/else before the use
                 return [*found, UNKNOWN]
             first = False
             scope = scope.parent
         return None
+
+    def _covered(self, found: list[Binding], block: Block, use: Block) -> bool:
+        """An ``if``/``else`` enclosing ``block``, before ``use`` and on its path, assigns on
+        every path through it among the bindings ``found`` (``elif`` chains included)."""
+        blocks = {b.block for b in found}
+        for depth in range(len(block)):
+            node_id = block[depth][0]
+            inside = len(use) > depth and use[depth][0] == node_id
+            if use[:depth] != block[:depth] or inside or node_id not in self.if_else:
+                continue
+            if self._every_path_assigns(blocks, block[:depth], node_id):
+                return True
+        return False
+
+    def _every_path_assigns(self, blocks: set[Block], prefix: Block, node_id: int) -> bool:
+        return all(
+            self._branch_assigns(blocks, (*prefix, (node_id, part))) for part in ("body", "orelse")
+        )
+
+    def _branch_assigns(self, blocks: set[Block], branch: Block) -> bool:
+        """Every path through ``branch`` assigns: directly in it, or in both arms of an
+        ``if``/``else`` in it."""
+        if branch in blocks:
+            return True
+        n = len(branch)
+        nested = {b[n][0] for b in blocks if len(b) > n and b[:n] == branch}
+        return any(self._every_path_assigns(blocks, branch, i) for i in nested if i in self.if_else)
 
 
 def _target_names(target: ast.AST | None) -> list[str]:

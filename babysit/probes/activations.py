@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from babysit.probes.model_facts import activation_kind, is_weight_layer
-from babysit.probes.recorder import Recorder
+from babysit.probes.recorder import Recorder, eager
 
 MAX_SAMPLES_PER_LAYER = 256
 #: |pre-activation| at or above which tanh/sigmoid count as saturated (DeepDiagnosis).
@@ -57,10 +57,13 @@ def unit_peaks(x: torch.Tensor) -> torch.Tensor:
 def moments(x: torch.Tensor, zeros: bool) -> list[torch.Tensor]:
     """Σx, ‖x‖ and (with ``zeros``) ‖sign(x)‖: host-side they give E[x], E[x²] and the
     fraction of exact zeros."""
-    parts = [x.sum(dtype=torch.float32), torch.linalg.vector_norm(x, dtype=torch.float32)]
+    # float32 accumulation for half precision; a float64 input keeps float64 (vector_norm
+    # refuses a narrowing dtype) and its results are cast down
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    parts = [x.sum(dtype=acc), torch.linalg.vector_norm(x, dtype=acc)]
     if zeros:
-        parts.append(torch.linalg.vector_norm(torch.sign(x), dtype=torch.float32))
-    return parts
+        parts.append(torch.linalg.vector_norm(torch.sign(x), dtype=acc))
+    return parts if acc == torch.float32 else [p.to(torch.float32) for p in parts]
 
 
 def from_moments(values: list[float], n: int, zeros: bool) -> dict[str, float]:
@@ -100,9 +103,21 @@ class ActivationProbe:
             if kind:
                 info["activation"] = kind
             hook = recorder.guard(self.name, self._make_hook(name, module, kind, info))
-            self._leaves.append((module, hook))
+            self._leaves.append((module, self._gated(hook) if persistent else hook))
         if persistent:
             self._attach()
+
+    def _gated(self, hook: Any) -> Any:
+        """The hook as a compiled model traces it: one flag read (two graph variants, no
+        per-step guards), the statistics computed eagerly behind a graph break on sampled
+        forwards only."""
+        opaque = eager(hook)
+
+        def gate(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if self.recording:
+                opaque(module, args, output)
+
+        return gate
 
     def _attach(self) -> None:
         self.handles = [module.register_forward_hook(hook) for module, hook in self._leaves]

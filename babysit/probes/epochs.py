@@ -116,6 +116,12 @@ class EpochProbe:
 
         self.recorder.defer(torch.stack(values), store)
 
+    def eval_forward(self) -> None:
+        """A watched model ran without gradients or in eval mode: evaluation, even when its
+        loss is computed without ``torch.nn.functional`` (a custom or metric-only validation)."""
+        run = self.recorder.trace.run
+        run["eval_forwards"] = run.get("eval_forwards", 0) + 1
+
     # -- epochs ------------------------------------------------------------------------------
     def start_epoch(self, source: str) -> None:
         """A training epoch begins. The first source that reports epochs keeps counting them:

@@ -7,7 +7,9 @@ the running statistics with validation data). The probe checks the modules' ``tr
 a Python attribute read per mode-sensitive module, no tensor work.
 
 ``torch.optim.swa_utils.update_bn`` runs the model in training mode under ``no_grad`` on
-purpose (to recompute BatchNorm statistics); forwards from there are not reported.
+purpose (to recompute BatchNorm statistics); forwards from there are not reported. Neither are
+forwards of a model that is itself in eval mode: its Dropout layers were switched back to
+training mode one by one, which is Monte-Carlo dropout, not a forgotten ``model.eval()``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class EvalModeProbe:
 
     def __init__(self, recorder: Recorder, model: nn.Module, prefix: str = "") -> None:
         self.recorder = recorder
+        self.model = model
         self.sensitive = [
             (prefix + name, module)
             for name, module in model.named_modules()
@@ -40,7 +43,7 @@ class EvalModeProbe:
 
     def observe(self) -> None:
         """Called for each forward pass of the model without gradients."""
-        if not self.sensitive:
+        if not self.sensitive or not self.model.training:
             return
         training = [name for name, module in self.sensitive if module.training]
         if not training:
@@ -50,7 +53,7 @@ class EvalModeProbe:
         if event is not None and event["step"] == step:
             event["count"] += 1
             return
-        if _called_from_update_bn():
+        if called_from_update_bn():
             return
         events = self.recorder.trace.events
         if sum(1 for e in events if e.get("kind") == "eval-train-mode") >= MAX_EVENTS:
@@ -71,7 +74,7 @@ class EvalModeProbe:
         self._event = event
 
 
-def _called_from_update_bn() -> bool:
+def called_from_update_bn() -> bool:
     frame = sys._getframe(2)
     while frame is not None:
         if frame.f_code.co_name == "update_bn" and "swa_utils" in frame.f_code.co_filename:

@@ -7,9 +7,12 @@ after the step, not before it: under Lightning's automatic optimization the pre-
 before the closure has run backward. Unsampled steps cost one attribute check.
 
 It also watches whether gradients are reset between steps: on some steps a tensor hook on one
-trainable parameter fires when backward computes that parameter's gradient, before it is
-accumulated into ``.grad``. If ``.grad`` still holds a value at the first backward after an
-optimizer step, nothing zeroed it (``zero_grad`` is missing).
+trainable parameter fires each time backward computes that parameter's gradient, before it is
+accumulated into ``.grad``, until the primary optimizer steps. If ``.grad`` still held a value
+at every one of those backward passes, nothing zeroed it (``zero_grad`` is missing). One empty
+``.grad`` among them is a reset: gradient accumulation (the later micro-batches find the earlier
+ones' sum), or a GAN's generator loss flowing back through the discriminator, whose gradients
+are zeroed only before its own loss.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class GradientProbe:
         self._noted_cap = False
         self._reset_handle: Any = None
         self._reset_step = -1
+        #: (step, layer, [incoming, held] norms per backward) of the armed not-reset check
+        self._reset_pending: tuple[int, str, list[torch.Tensor]] | None = None
 
     def add_model(self, model: nn.Module, prefix: str) -> None:
         self._models.append((prefix, model))
@@ -78,6 +83,7 @@ class GradientProbe:
 
     def after_step(self, optimizer: torch.optim.Optimizer) -> None:
         recorder = self.recorder
+        self._finish_reset_check()
         if not recorder.sampling:
             return
         params = self._owned(optimizer)
@@ -98,22 +104,18 @@ class GradientProbe:
                     diffs[id(p)] = before
         entry: dict[str, Any] = {"step": recorder.step, "layers": {}}
         recorder.trace.gradients.append(entry)
-        by_device: dict[torch.device, list[tuple[str, nn.Parameter]]] = {}
+        # one fused call per device and dtype (model parallel, mixed precision)
+        groups: dict[tuple[torch.device, torch.dtype], list[tuple[str, nn.Parameter]]] = {}
         for name, p in with_grad:
-            by_device.setdefault(p.device, []).append((name, p))
+            groups.setdefault((p.device, p.dtype), []).append((name, p))
         with torch.no_grad():
-            for group in by_device.values():
-                grads = [p.grad.detach() for _, p in group]  # type: ignore[union-attr]
+            for group in groups.values():
+                grads = [_dense(p.grad) for _, p in group]  # type: ignore[arg-type]
                 weights = [p.detach() for _, p in group]
-                rows = [
-                    torch.stack([n.float() for n in torch._foreach_norm(grads, 2)]),
-                    torch.stack([n.float() for n in torch._foreach_norm(grads, 1)]),
-                    torch.stack([n.float() for n in torch._foreach_norm(weights, 2)]),
-                ]
+                rows = [_norms(grads, 2), _norms(grads, 1), _norms(weights, 2)]
                 has_update = all(id(p) in diffs for _, p in group)
                 if has_update:
-                    updates = [diffs[id(p)] for _, p in group]
-                    rows.append(torch.stack([n.float() for n in torch._foreach_norm(updates, 2)]))
+                    rows.append(_norms([diffs[id(p)] for _, p in group], 2))
                 recorder.defer(torch.cat(rows), _store_layers(entry, group, has_update))
 
     def _owned(self, optimizer: torch.optim.Optimizer) -> list[tuple[str, nn.Parameter]]:
@@ -122,8 +124,8 @@ class GradientProbe:
 
     # -- gradients not reset -----------------------------------------------------------------
     def arm_reset_check(self, optimizer: torch.optim.Optimizer | None) -> None:
-        """Check what ``.grad`` holds when this step's backward starts (steps 1–3, then every
-        ``sample_every``-th step).
+        """Check what ``.grad`` holds each time this step's backward reaches one parameter, until
+        the primary optimizer steps (steps 1–3, then every ``sample_every``-th step).
 
         The parameter watched is one the primary optimizer steps: a trainable parameter left
         out of the optimizer is never zeroed by ``optimizer.zero_grad()``, and that is not the
@@ -132,8 +134,9 @@ class GradientProbe:
         step = recorder.step
         if self._reset_handle is not None or step == 0 or optimizer is None:
             return
-        # the first steps, then every `every`-th: a hook and two norms, cheap enough to skip
-        # the overhead budget's stretching (a missing zero_grad wrecks the run from step 1)
+        # the first steps, then every `every`-th: a hook and two norms per backward, cheap
+        # enough to skip the overhead budget's stretching (a missing zero_grad wrecks the run
+        # from step 1)
         if self._reset_step == step or not (step <= 3 or step % recorder.schedule.every == 0):
             return
         params = self._owned(optimizer)
@@ -141,32 +144,71 @@ class GradientProbe:
             return
         name, param = params[0]
         self._reset_step = step
+        seen: list[torch.Tensor] = []
 
         def on_grad(incoming: torch.Tensor) -> None:
-            handle, self._reset_handle = self._reset_handle, None
-            if handle is not None:
-                handle.remove()
             if recorder.step != step:
-                return  # backward of a later step: this step had no backward on this layer
+                return
             held = param.grad
-            values = [incoming.detach().float().norm()]
-            if held is not None:
-                values.append(held.detach().float().norm().to(values[0].device))
-
-            def store(numbers: list[float]) -> None:
-                record = {"step": step, "layer": name, "incoming_norm": numbers[0]}
-                record["held_norm"] = numbers[1] if len(numbers) > 1 else 0.0
-                recorder.trace.run.setdefault("grad_reset_checks", []).append(record)
-
-            recorder.defer(torch.stack(values), store)
+            norm = incoming.detach().float().norm()
+            if held is None:  # zero_grad(set_to_none=True)
+                seen.append(torch.stack([norm, norm.new_zeros(())]))
+            else:
+                seen.append(torch.stack([norm, held.detach().float().norm().to(norm.device)]))
 
         self._reset_handle = param.register_hook(recorder.guard(self.name, on_grad))
+        self._reset_pending = (step, name, seen)
+
+    def _finish_reset_check(self) -> None:
+        """The primary optimizer stepped: record the backward that found ``.grad`` emptiest."""
+        handle, self._reset_handle = self._reset_handle, None
+        if handle is not None:
+            handle.remove()
+        pending, self._reset_pending = self._reset_pending, None
+        if pending is None or not pending[2]:
+            return  # no backward reached the parameter in this step
+        step, name, seen = pending
+        recorder = self.recorder
+
+        def store(numbers: list[float]) -> None:
+            pairs = list(zip(numbers[0::2], numbers[1::2], strict=True))
+            # one reset before any of the step's backward passes is a reset
+            incoming, held = min(pairs, key=lambda pair: pair[1] / max(pair[0], 1e-30))
+            record = {
+                "step": step,
+                "layer": name,
+                "incoming_norm": incoming,
+                "held_norm": held,
+                "backwards": len(pairs),
+            }
+            recorder.trace.run.setdefault("grad_reset_checks", []).append(record)
+
+        recorder.defer(torch.cat(seen), store)
 
     def remove(self) -> None:
         if self._reset_handle is not None:
             self._reset_handle.remove()
             self._reset_handle = None
+        self._reset_pending = None
         self._snapshot = None
+
+
+def _dense(grad: torch.Tensor) -> torch.Tensor:
+    """A sparse gradient (``nn.Embedding(sparse=True)``) densified: the fused norms take
+    strided tensors only, and an uncoalesced gradient's values repeat rows. ``to_dense`` sums
+    them on the device without the host sync that ``coalesce`` needs on CUDA."""
+    grad = grad.detach()
+    return grad if grad.layout == torch.strided else grad.to_dense()
+
+
+def _norms(tensors: list[torch.Tensor], ord: int) -> torch.Tensor:
+    """Per-tensor norms as one float32 vector. Half precision is reduced in float32: an fp16
+    result overflows past 65504 (‖g‖₁ of a large layer) and bf16 keeps 3 digits; float64 is
+    reduced as is (a narrowing ``dtype`` is refused) and cast after."""
+    dtype = tensors[0].dtype
+    if dtype in (torch.float16, torch.bfloat16, torch.float32):
+        return torch.stack(torch._foreach_norm(tensors, ord, dtype=torch.float32))
+    return torch.stack([n.float() for n in torch._foreach_norm(tensors, ord)])
 
 
 def _store_layers(

@@ -14,6 +14,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
+from babysit.probes.eval_mode import called_from_update_bn
 from babysit.probes.recorder import Recorder, user_frame
 
 
@@ -52,6 +53,11 @@ class LoaderProbe:
         """The public id (index in ``trace.loaders``) of the loader being iterated."""
         return self._current["id"] if self._current else None
 
+    def iterating_held_out(self) -> bool:
+        """Whether the loader iterated last never fed a training forward (validation, test)."""
+        current = self._current
+        return current is not None and not current["used_for_training"]
+
     def mark_training(self) -> None:
         """The loader being iterated fed a training forward pass."""
         current = self._current
@@ -74,6 +80,8 @@ class LoaderProbe:
             self.recorder.trace.loaders.append(entry)
         entry["iterations"] = entry.get("iterations", 0) + 1
         self._current = entry
+        if called_from_update_bn():
+            return  # recomputing BatchNorm statistics over the training data is not an epoch
         callback = self.on_training_epoch if entry["used_for_training"] else self.on_other_iteration
         if callback is not None:
             callback()

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from babysit.probes.epochs import EpochProbe
-from babysit.probes.recorder import Recorder, user_frame
+from babysit.probes.recorder import Recorder, eager, is_compiling, user_frame
 
 CLASSIFICATION = ("cross_entropy", "nll_loss")
 BINARY = ("binary_cross_entropy", "binary_cross_entropy_with_logits")
@@ -42,6 +42,9 @@ class LossProbe:
         self.training_calls = 0
         self.eval_calls = 0
         self.calls_this_forward = 0
+        #: training loss calls since the watched model's last forward (a multi-task model sums
+        #: several): the pre-flight replays only the first, which the checks must know
+        self.training_calls_this_forward = 0
         self.first_call: LossCall | None = None
         #: keep the first training call (targets cloned) for the experiments of an audit
         self.capture_first = False
@@ -53,6 +56,8 @@ class LossProbe:
         self.model_training = True
         #: receives every loss value, split into training and validation (set by the session)
         self.epochs: EpochProbe | None = None
+        #: whether a validation/test DataLoader is being iterated (set by the session)
+        self.held_out: Callable[[], bool] | None = None
 
     def install(self) -> None:
         for name in WRAPPED:
@@ -69,8 +74,23 @@ class LossProbe:
         begin = self.recorder.guard(self.name, self._begin)
         finish = self.recorder.guard(self.name, self._finish)
 
+        def after_compiled(args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
+            event = None
+            if self.training_calls < DETAILED_CALLS or self.eval_calls < DETAILED_EVAL_CALLS:
+                event = begin(kind, original, args, kwargs)
+            finish(event, result)
+
+        record_compiled = eager(after_compiled)
+
         @functools.wraps(original)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if is_compiling():
+                # Traced into a compiled forward (a model that computes its own loss): the loss
+                # stays in the graph and the bookkeeping runs eagerly behind one graph break,
+                # so no guard ever reads babysit's counters
+                result = original(*args, **kwargs)
+                record_compiled(args, kwargs, result)
+                return result
             if self.depth:  # a loss calling another loss: only the outer call counts
                 return original(*args, **kwargs)
             # Targets are summarized before the call: an out-of-range class index makes
@@ -152,14 +172,25 @@ class LossProbe:
             return
         self.calls_this_forward += 1
         value = result.detach()
-        if value.dim():  # reduction="none"
+        # a float32 copy: a script may scale its loss in place (`loss /= accumulation_steps`)
+        # before the flush reads it; reduction="none" losses are averaged
+        if value.dim():
             value = value.float().mean()
+        else:
+            value = value.clone() if value.dtype == torch.float32 else value.float()
         training = result.requires_grad and self.model_training
-        if not training and self.model_training:
+        if not training and self.model_training and not (self.held_out and self.held_out()):
             # a loss recomputed without gradients on a training forward's output (a logged
-            # metric): neither training nor validation
+            # metric): neither training nor validation. On a held-out loader it is another
+            # model's validation (an EMA or teacher copy, which is not watched: no parameter
+            # trains)
             return
         self.recorder.series("loss" if training else "eval_loss", value)
+        if training:
+            self.training_calls_this_forward += 1
+            run = self.recorder.trace.run
+            if self.training_calls_this_forward > run.get("training_losses_per_forward", 1):
+                run["training_losses_per_forward"] = self.training_calls_this_forward
         if self.epochs is not None:
             if training:
                 self.epochs.training_loss(value)

@@ -8,6 +8,7 @@ brings each device's buffer to the host with a single copy.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -165,7 +166,11 @@ class Recorder:
             for item in scalars:
                 by_device.setdefault(item[2].device, []).append(item)
             for items in by_device.values():
-                stacked = torch.stack([_flat32(t).reshape(()) for _, _, t in items])
+                try:
+                    stacked = torch.stack([_flat32(t).reshape(()) for _, _, t in items])
+                except Exception as exc:  # a lost device: never break training
+                    self.record_error("flush", exc)
+                    continue
 
                 def fill(values: list[float], items: list[Any] = items) -> None:
                     for (record, key, _), value in zip(items, values, strict=True):
@@ -234,6 +239,30 @@ class Recorder:
                 "traceback": "".join(frames[-6:]),
             }
         )
+
+
+def eager(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` as ``torch.compile`` sees it: an opaque call that runs eagerly.
+
+    Hooks that Dynamo traces into a compiled model or optimizer step would otherwise bake
+    babysit's Python state (the step counter, the trace's lists) into guards, and the user's
+    graph would recompile on every step until Dynamo gives up and runs it uncompiled. Outside
+    of tracing this costs one ``is_compiling()`` call, not ``disable``'s frame switch."""
+    opaque = torch.compiler.disable(fn)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if is_compiling():
+            return opaque(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return call
+
+
+# torch.compiler.is_compiling is torch >= 2.3; Dynamo folds either to True while tracing
+is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", None) or (
+    torch._dynamo.is_compiling
+)
 
 
 def _flat32(values: torch.Tensor) -> torch.Tensor:
