@@ -113,14 +113,22 @@ def _train_after_eval(
     state: dict[str, Event | None] = {}
     found: list[tuple[Event, Event]] = []
     for _ in range(2):
+        switched_to_train: set[str] = set()
         for event in sequence:
             receiver = event.receiver or ""
-            if event.kind == "eval":
+            if event.kind == "eval" and any(
+                receiver.startswith(parent + ".") for parent in switched_to_train
+            ):
+                # `model.train(); model.backbone.eval()`: a frozen part kept in eval mode on
+                # purpose (its BatchNorm statistics fixed) while the rest trains
+                state[receiver] = None
+            elif event.kind == "eval":
                 # `if phase == "train": model.train() else: model.eval()`: a condition picks
                 # the mode of each pass, and the backward pass follows the same condition
                 chosen = _chosen_by_condition(a, event, sequence, loop)
                 state[receiver] = None if chosen else event
             elif event.kind == "train":
+                switched_to_train.add(receiver)
                 for other in state:
                     if _related(other, receiver):
                         state[other] = None

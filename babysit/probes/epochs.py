@@ -22,26 +22,40 @@ from babysit.probes.recorder import Recorder
 
 
 class _Mean:
-    """A running sum of 0-d loss tensors; the mean is read at a flush, never in between."""
+    """The sum of 0-d loss tensors, read at a flush, never in between.
+
+    ``add`` only appends (no tensor op per step): the values are summed on their device in one
+    ``stack().sum()`` when a block of them is full or the mean is taken. The callers pass
+    values nobody modifies afterwards (the loss probe's float32 copies).
+    """
+
+    BLOCK = 1024
 
     def __init__(self) -> None:
+        self.values: list[torch.Tensor] = []
         self.total: torch.Tensor | None = None
         self.count = 0
 
     def add(self, value: torch.Tensor) -> None:
-        if self.total is None:
-            # the sum stays on the loss's device: no synchronization per step
-            self.total = value.detach().float().clone()
-        else:
-            self.total.add_(value.detach().to(self.total.device, torch.float32))
+        self.values.append(value)
         self.count += 1
+        if len(self.values) >= self.BLOCK:
+            self._fold()
+
+    def _fold(self) -> None:
+        device = self.values[0].device
+        block = torch.stack([v.detach().to(device, torch.float32) for v in self.values]).sum()
+        self.total = block if self.total is None else self.total + block.to(self.total.device)
+        self.values = []
 
     def take(self) -> tuple[torch.Tensor, int] | None:
-        if self.total is None or self.count == 0:
+        if self.count == 0:
             return None
+        if self.values:
+            self._fold()
         result = (self.total, self.count)
         self.total, self.count = None, 0
-        return result
+        return result  # type: ignore[return-value]
 
 
 def _mean(parts: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, int] | None:
