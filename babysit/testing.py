@@ -53,18 +53,18 @@ def assert_trainable(
 ) -> Report:
     """Fail when the full pre-flight finds anything at or above ``fail_on``."""
     __tracebackhide__ = True
-    report = check(
+    return _checked(
         model,
         inputs,
         targets,
-        loss_fn=loss_fn,
-        optimizer=optimizer,
+        loss_fn,
+        optimizer,
+        fail_on,
         select=select,
         ignore=ignore,
         thresholds=thresholds,
         budget=budget,
     )
-    return assert_no_findings(report, fail_on=fail_on)
 
 
 def assert_loss_at_chance(
@@ -82,17 +82,17 @@ def assert_loss_at_chance(
     Only one forward pass runs (no experiments), so this is cheap enough for every model.
     """
     __tracebackhide__ = True
-    report = check(
+    return _checked(
         model,
         inputs,
         targets,
-        loss_fn=loss_fn,
-        optimizer=optimizer,
+        loss_fn,
+        optimizer,
+        fail_on,
         select=LOSS_AT_CHANCE,
         thresholds=thresholds,
         experiments=False,
     )
-    return assert_no_findings(report, fail_on=fail_on)
 
 
 def assert_can_overfit(
@@ -110,18 +110,18 @@ def assert_can_overfit(
     """Fail when a tiny batch cannot be overfit, reporting the cause when one is known
     (``cannot-overfit-tiny-batch`` and the checks that explain it)."""
     __tracebackhide__ = True
-    report = check(
+    return _checked(
         model,
         inputs,
         targets,
-        loss_fn=loss_fn,
-        optimizer=optimizer,
+        loss_fn,
+        optimizer,
+        fail_on,
         select=overfit_selection(),
         ignore=ignore,
         thresholds=thresholds,
         budget=budget,
     )
-    return assert_no_findings(report, fail_on=fail_on)
 
 
 def assert_gradients_flow(
@@ -139,17 +139,32 @@ def assert_gradients_flow(
     """Fail when parameters get no gradient, layers start symmetric, or activations vanish or
     explode through depth at init."""
     __tracebackhide__ = True
-    report = check(
+    return _checked(
         model,
         inputs,
         targets,
-        loss_fn=loss_fn,
-        optimizer=optimizer,
+        loss_fn,
+        optimizer,
+        fail_on,
         select=GRADIENTS_FLOW,
         ignore=ignore,
         thresholds=thresholds,
         budget=budget,
     )
+
+
+def _checked(
+    model: nn.Module,
+    inputs: Any,
+    targets: Any,
+    loss_fn: Callable[..., Any] | None,
+    optimizer: torch.optim.Optimizer | None,
+    fail_on: FailOn,
+    **options: Any,
+) -> Report:
+    """:func:`babysit.check` with ``options``, then :func:`assert_no_findings`."""
+    __tracebackhide__ = True
+    report = check(model, inputs, targets, loss_fn=loss_fn, optimizer=optimizer, **options)
     return assert_no_findings(report, fail_on=fail_on)
 
 
