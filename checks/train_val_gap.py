@@ -77,6 +77,13 @@ class TrainValGap(Check):
         "train-mode-during-eval",
         "gradients-not-reset",
         "batchnorm-batch-size-one",
+        # a model that cannot learn at all underfits: the pre-flight names why
+        "symmetric-init",
+        "activation-variance-unstable",
+        "input-independent-output",
+        "cannot-overfit-tiny-batch",
+        "batch-mixing",
+        "unnormalized-inputs",
     )
     thresholds = {
         "patience": 3,

@@ -115,3 +115,13 @@ def test_batchnorm_trailing_one_crash_is_explained_with_exit_4():
     [finding] = [f for f in data["findings"] if f["name"] == "batchnorm-batch-size-one"]
     assert finding["severity"] == "error"
     assert finding["location"]["file"].endswith("mlp_classifier.py")
+
+
+def test_underfitting_from_a_broken_init_is_folded_into_its_cause():
+    # 200 steps are enough for three validation passes: the underfitting they show is a
+    # consequence of the vanishing activations, not a second problem
+    _, data = _audit("mlp_classifier.py", ["--bug", "deep-tiny-init"], "200")
+    loud = {f["name"] for f in data["findings"] if f["severity"] in ("error", "warning")}
+    assert loud == {"activation-variance-unstable"}, data["findings"]
+    [root] = [f for f in data["findings"] if f["name"] == "activation-variance-unstable"]
+    assert any(item.startswith("train-val-gap") for item in root["evidence"]["also_explains"])
