@@ -74,7 +74,8 @@ if sitter is not None:
 
 
 def count(script: Path, steps: int, options: dict | None) -> int:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    # a fixed hash seed: dict and set layouts, and so the instruction counts, repeat
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0"}
     result = subprocess.run(
         [
             "valgrind",

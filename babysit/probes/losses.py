@@ -97,7 +97,7 @@ class LossProbe:
             # cross_entropy raise, and the report should still explain why. Only the first
             # few calls are detailed; the rest take the short path.
             event = None
-            if self.training_calls < DETAILED_CALLS or self.eval_calls < DETAILED_EVAL_CALLS:
+            if self._detailing(args, kwargs):
                 event = begin(kind, original, args, kwargs)
             self.depth = 1
             try:
@@ -108,6 +108,18 @@ class LossProbe:
             return result
 
         return wrapper
+
+    def _detailing(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Whether this call is among the first few of its kind (training or validation),
+        which are summarized in detail. The common case, a training step once the first
+        calls are done, answers without entering ``_begin``."""
+        if self.training_calls < DETAILED_CALLS:
+            return True
+        if self.eval_calls >= DETAILED_EVAL_CALLS:
+            return False
+        prediction = _arg(args, kwargs, 0, "input")
+        training = torch.is_grad_enabled() and getattr(prediction, "requires_grad", False)
+        return not training
 
     def observe_model_loss(self, loss: torch.Tensor) -> None:
         """A loss returned by the model itself (``output.loss``), when no function call was seen."""
