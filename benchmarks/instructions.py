@@ -1,8 +1,8 @@
 """Per-step cost of ``babysit.watch()`` in CPU instructions, counted by valgrind's callgrind.
 
 Wall-clock ratios on a shared, virtualized machine move by ±15 % from run to run (see
-overhead.py); instruction counts do not: the same binary, inputs and environment give the same
-count whatever else the machine is doing. This script runs the benchmark MLP of overhead.py
+overhead.py); instruction counts move by ~1–2 % (allocator and address-space layout), whatever
+else the machine is doing. This script runs the benchmark MLP of overhead.py
 (20-128-128-128-10, batch 64, SGD with momentum) under callgrind for N and N + 100 training
 steps in each variant and reports the instructions per step, (count(N + 100) - count(N)) / 100,
 so that start-up (imports, model construction, entering ``watch``) cancels out. Garbage is
