@@ -414,8 +414,9 @@ class Session:
         else:
             entry["val_loss"] = float(val_loss)
 
-    def record_epoch(self, epoch: int | None = None, *, source: str) -> None:
-        """A trainer says a training epoch begins (used when no DataLoader marks epochs)."""
+    def record_epoch(self, *, source: str) -> None:
+        """A trainer says a training epoch begins (used when no DataLoader marks epochs);
+        babysit numbers the epochs itself."""
         if self.epochs.source in (None, source):
             self._check_epochs()
         self.epochs.start_epoch(source)

@@ -131,10 +131,10 @@ class Babysitter:
             if isinstance(optimizer, torch.optim.Optimizer):
                 self.session.add_optimizer(optimizer)
 
-    def epoch_started(self, epoch: int | None) -> None:
+    def epoch_started(self) -> None:
         session = self.session or current_session()
         if session is not None:
-            session.record_epoch(epoch, source=self.source)
+            session.record_epoch(source=self.source)
 
     def validation(self, metrics: Mapping[str, Any], epoch: int | None = None) -> bool:
         """Record the validation loss found in ``metrics``; False when there is none."""

@@ -104,7 +104,7 @@ class _LightningBabysit:
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         if not self._inert:
-            self.babysitter.epoch_started(trainer.current_epoch + 1)
+            self.babysitter.epoch_started()
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if self._inert or trainer.sanity_checking:

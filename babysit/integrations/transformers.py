@@ -22,7 +22,6 @@ until its next ``on_train_begin`` or :meth:`close`.
 from __future__ import annotations
 
 import importlib
-import math
 from typing import Any
 
 from babysit.integrations._common import Babysitter, epoch_number
@@ -92,9 +91,7 @@ class _TransformersBabysit:
         self.babysitter.add_optimizers([kwargs.get("optimizer")])
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        # state.epoch is the number of epochs done so far, as a float
-        done = state.epoch if state.epoch is not None and math.isfinite(state.epoch) else 0
-        self.babysitter.epoch_started(math.floor(done + 1e-9) + 1)
+        self.babysitter.epoch_started()
 
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.babysitter.validation(kwargs.get("metrics") or {}, epoch=epoch_number(state.epoch))
