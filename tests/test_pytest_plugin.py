@@ -50,6 +50,12 @@ TESTS = textwrap.dedent(
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    # runpytest runs in this process and drops the modules each inner session imported.
+    # torch's first optimizer imports Dynamo and Inductor, whose operator library may be
+    # registered once per process, so they must be imported out here, before any inner run.
+    import torch
+
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     pytester.makeconftest(CONFTEST)
     return pytester
 
@@ -165,7 +171,9 @@ def test_the_marker_sets_the_fixture_defaults_and_passes_strict_markers(project)
             "*@pytest.mark.babysit takes keyword arguments fail_on, select*; got ?'patience'?",
         ]
     )
-    assert "test_call_argument_wins" in "\n".join(result.outlines[-8:])
+    # The short summary's message spans as many lines as the report has, so
+    # match the FAILED line itself rather than a position near the end.
+    result.stdout.fnmatch_lines(["FAILED test_marked.py::test_call_argument_wins*"])
 
 
 def test_the_finer_assertions_through_the_fixture(project):

@@ -247,13 +247,17 @@ def eager(fn: Callable[..., Any]) -> Callable[..., Any]:
     Hooks that Dynamo traces into a compiled model or optimizer step would otherwise bake
     babysit's Python state (the step counter, the trace's lists) into guards, and the user's
     graph would recompile on every step until Dynamo gives up and runs it uncompiled. Outside
-    of tracing this costs one ``is_compiling()`` call, not ``disable``'s frame switch."""
-    opaque = torch.compiler.disable(fn)
+    of tracing this costs one ``is_compiling()`` call, not ``disable``'s frame switch.
+    ``disable`` itself is built on first use: it imports Dynamo and Inductor (hundreds of
+    modules, most of a second), which an eager run never needs."""
+    opaque: list[Callable[..., Any]] = []
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         if is_compiling():
-            return opaque(*args, **kwargs)
+            if not opaque:
+                opaque.append(torch.compiler.disable(fn))
+            return opaque[0](*args, **kwargs)
         return fn(*args, **kwargs)
 
     return call
