@@ -112,6 +112,7 @@ def judge(
     findings: list[Finding] = []
     run: list[str] = []
     skipped: dict[str, str] = {}
+    runnable: list[Check] = []
     for check_cls in checks:
         check = check_cls()
         reason = check.missing_requirements(trace)
@@ -120,14 +121,19 @@ def judge(
                 skipped[check.name] = reason
             continue
         run.append(check.name)
-        try:
-            findings.extend(check.judge(trace, overrides.get(check.id)))
-        except BabysitError:
-            raise
-        except Exception as exc:  # a broken check must not hide the others' verdicts
-            trace.errors.append(
-                {"probe": f"check {check.id}", "error": f"{type(exc).__name__}: {exc}"}
-            )
+        runnable.append(check)
+    static = [c for c in runnable if c.requires == ("sources",)]
+    for check in runnable:
+        if check not in static or len(trace.sources) <= SOURCE_CHUNK:
+            findings.extend(_judge_one(check, trace, overrides))
+    if len(trace.sources) > SOURCE_CHUNK:
+        # File-major over a large tree: each chunk's parses and analyses are built once, reused
+        # by every static rule, and evicted before the next chunk, so memory stays bounded
+        # by the chunk instead of growing with the tree (thousands of files).
+        for start in range(0, len(trace.sources), SOURCE_CHUNK):
+            part = replace(trace, sources=trace.sources[start : start + SOURCE_CHUNK])
+            for check in static:
+                findings.extend(_judge_one(check, part, overrides))
     findings = [f for f in findings if not _suppressed(f, scoped)]
     if trace.sources:  # `# babysit: ignore[...]` comments on the lines findings point at
         from babysit.lint.suppressions import without_suppressed
@@ -135,6 +141,23 @@ def judge(
         findings = without_suppressed(findings, trace.sources)
     findings = fold_consequences(findings, {c.name: c for c in checks})
     return Report(trace.target, list(iter_sorted(findings)), trace, run, skipped)
+
+
+#: Static rules judge a trace with more sources than this chunk by chunk (see ``judge``);
+#: the parse and analysis caches of :mod:`babysit.lint` hold more entries than this.
+SOURCE_CHUNK = 128
+
+
+def _judge_one(
+    check: Check, trace: Trace, overrides: Mapping[str, Mapping[str, Any]]
+) -> list[Finding]:
+    try:
+        return list(check.judge(trace, overrides.get(check.id)))
+    except BabysitError:
+        raise
+    except Exception as exc:  # a broken check must not hide the others' verdicts
+        trace.errors.append({"probe": f"check {check.id}", "error": f"{type(exc).__name__}: {exc}"})
+        return []
 
 
 #: Trace sections a way in never records: checks that need them are not "skipped" there, they

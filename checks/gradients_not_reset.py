@@ -11,7 +11,7 @@ class GradientsNotReset(Check):
     """Gradients accumulate across optimizer steps because they are never zeroed.
 
     ## What it does
-    On steps 1–3 and then every `sample_every`-th step, looks at one parameter the optimizer
+    On steps 1–3 and then on the sampled steps, looks at one parameter the optimizer
     updates at the moment backward computes its gradient: if `.grad` still holds a value
     then, nothing reset it since the last `optimizer.step()`. Fires when that happens in at
     least `min_fraction` of the checked steps. Deliberate gradient accumulation (several

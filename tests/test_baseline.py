@@ -76,10 +76,18 @@ def test_fingerprints_ignore_measured_numbers_and_runtime_lines(tmp_path):
     assert key(base, tmp_path) != key(dataclasses.replace(base, id="BS106"), tmp_path)
 
 
-def test_static_findings_keep_their_line_in_the_fingerprint(tmp_path):
+def test_static_findings_are_keyed_by_the_text_of_their_line(tmp_path):
     first = finding("BS901", file=str(tmp_path / "train.py"), line=3)
     second = finding("BS901", file=str(tmp_path / "train.py"), line=9)
-    assert key(first, tmp_path) != key(second, tmp_path)
+    here = where(first, report_of(first), tmp_path)
+    there = where(second, report_of(second), tmp_path)
+    line = "    loss = F.cross_entropy(F.softmax(z, 1), y)"
+    # the same line moved down: the same finding; reindented: still the same
+    assert fingerprint(first, here, line) == fingerprint(second, there, line)
+    assert fingerprint(first, here, line) == fingerprint(second, there, "\t" + line.strip())
+    assert fingerprint(first, here, line) != fingerprint(first, here, line + "  # edited")
+    # without the text (the file is gone) the line number stands in
+    assert fingerprint(first, here) != fingerprint(second, there)
 
 
 def test_fingerprints_use_paths_relative_to_the_root(tmp_path):
@@ -108,7 +116,7 @@ def test_a_written_baseline_accepts_exactly_its_findings(tmp_path, monkeypatch):
     path = tmp_path / "baseline.json"
     assert write_baseline(report, path, root=tmp_path) == 2
     document = json.loads(path.read_text())
-    assert document["babysit_baseline"] == 1
+    assert document["babysit_baseline"] == 2
     assert {e["id"] for e in document["findings"]} == {"BS105", "BS201"}
     assert document["findings"][0]["location"] == {"file": "train.py", "layer": "fc"}
 

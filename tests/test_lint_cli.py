@@ -218,6 +218,47 @@ def test_lint_baseline_accepts_todays_findings(tmp_path, monkeypatch):
     assert [f["location"]["line"] for f in json.loads(new.stdout)["findings"]] == [17]
 
 
+def test_a_baseline_survives_edits_above_its_findings(tmp_path, monkeypatch):
+    """Static findings are matched by the text of their line, not its number: a docstring or
+    an import added at the top must not make yesterday's accepted findings new."""
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
+    script = tmp_path / "train.py"
+    script.write_text(BUGGY)
+    accepted = tmp_path / "baseline.json"
+    assert lint(str(script), "--write-baseline", str(accepted)).exit_code == 0
+    before = json.loads(lint(str(script), "-f", "json").stdout)["findings"]
+    script.write_text('"""Training script."""\nimport os\n\n' + BUGGY)
+    moved = json.loads(lint(str(script), "-f", "json").stdout)["findings"]
+    assert [f["location"]["line"] for f in moved] == [f["location"]["line"] + 3 for f in before]
+    again = lint(str(script), "--baseline", str(accepted), "-f", "json")
+    assert again.exit_code == 0, again.stdout
+    assert json.loads(again.stdout)["baselined"] == len(before) == 1
+    # the accepted line itself edited: a new finding
+    script.write_text(BUGGY.replace("optimizer.step()", "optimizer.step()  # update"))
+    edited = lint(str(script), "--baseline", str(accepted), "-f", "json")
+    assert edited.exit_code == 1 and len(json.loads(edited.stdout)["findings"]) == 1
+
+
+def test_a_schema_1_baseline_still_matches_by_line_number(tmp_path, monkeypatch):
+    from babysit.baseline import fingerprint
+    from babysit.check import Finding, Location, Severity
+    from babysit.reporters.locations import Where
+
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
+    script = tmp_path / "train.py"
+    script.write_text(BUGGY)
+    [found] = json.loads(lint(str(script), "-f", "json").stdout)["findings"]
+    line = found["location"]["line"]
+    old_key = fingerprint(
+        Finding(found["id"], found["name"], Severity.ERROR, "", "", {}, Location(None, "x", line)),
+        Where("train.py", line),
+    )
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"babysit_baseline": 1, "findings": [{"fingerprint": old_key}]}))
+    result = lint(str(script), "--baseline", str(old), "-f", "json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["baselined"] == 1
+
+
 SOFTMAX_CE = "import torch.nn.functional as F\nif True:\n" + (
     "{indent}loss = F.cross_entropy(F.softmax(z, 1), y)\n"
 )

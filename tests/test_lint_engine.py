@@ -194,3 +194,53 @@ def test_an_if_else_that_assigns_on_every_path_dominates_the_use():
     assert origins[0] is not None and len(origins[0]) == 4  # every branch assigns
     assert origins[1] is None  # no else: the parameter-less path is unknown
     assert origins[2] is None  # the loop may not run
+
+
+def test_a_tree_larger_than_the_cache_is_judged_in_chunks_with_the_same_findings(monkeypatch):
+    from babysit import report
+    from babysit.lint import analysis as analysis_module
+    from babysit.lint import parse as parse_module
+
+    buggy = textwrap.dedent(
+        """
+        import torch.nn.functional as F
+
+        def train(model, loader, opt):
+            for x, y in loader:
+                loss = F.cross_entropy(F.softmax(model(x), dim=1), y)
+                loss.backward()
+                opt.step()
+        """
+    )
+    count = parse_module.CACHE_SIZE + report.SOURCE_CHUNK + 7  # not a multiple of the chunk
+    sources = [{"path": f"pkg/m{i}.py", "text": f"# module {i}\n{buggy}"} for i in range(count)]
+    trace = Trace(mode="lint", target="tree", sources=sources)
+    built = []
+    original = analysis_module._analysis
+
+    def counting(path, text, tree):
+        built.append(path)
+        return original(path, text, tree)
+
+    monkeypatch.setattr(analysis_module, "_analysis", counting)
+    analysis_module._ANALYSES.clear()
+    found = report.judge(trace)
+    # file-major: each file is analyzed once for all the rules, although the cache cannot
+    # hold the tree (rule by rule, every rule would analyze every file again)
+    assert sorted(built) == sorted(s["path"] for s in sources)
+    per_file = {(f.name, f.location.file) for f in found.findings}
+    # every file has both bugs, each reported once
+    assert per_file == {
+        (name, f"pkg/m{i}.py")
+        for i in range(count)
+        for name in ("softmax-before-cross-entropy", "missing-zero-grad")
+    }
+    assert len(found.findings) == 2 * count
+    # and the caches never held the whole tree
+    assert len(analysis_module._ANALYSES) <= parse_module.CACHE_SIZE
+    assert len(parse_module._TREES) <= parse_module.CACHE_SIZE
+    # one file alone is judged the same way
+    alone = report.judge(Trace(mode="lint", target="one", sources=sources[:1]))
+    assert {(f.name, f.location.line) for f in alone.findings} == {
+        (f.name, f.location.line) for f in found.findings if f.location.file == "pkg/m0.py"
+    }

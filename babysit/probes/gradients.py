@@ -125,7 +125,7 @@ class GradientProbe:
     # -- gradients not reset -----------------------------------------------------------------
     def arm_reset_check(self, optimizer: torch.optim.Optimizer | None) -> None:
         """Check what ``.grad`` holds each time this step's backward reaches one parameter, until
-        the primary optimizer steps (steps 1–3, then every ``sample_every``-th step).
+        the primary optimizer steps (steps 1–3, then the sampled steps).
 
         The parameter watched is one the primary optimizer steps: a trainable parameter left
         out of the optimizer is never zeroed by ``optimizer.zero_grad()``, and that is not the
@@ -134,10 +134,10 @@ class GradientProbe:
         step = recorder.step
         if self._reset_handle is not None or step == 0 or optimizer is None:
             return
-        # the first steps, then every `every`-th: a hook and two norms per backward, cheap
-        # enough to skip the overhead budget's stretching (a missing zero_grad wrecks the run
-        # from step 1)
-        if self._reset_step == step or not (step <= 3 or step % recorder.schedule.every == 0):
+        # A missing zero_grad shows from step 1, so steps 1-3 are always checked; later ones
+        # (a reset forgotten on some path, a second training phase) ride on the sampled
+        # steps: on a small model a hook and two norms cost a quarter of a step
+        if self._reset_step == step or not (step <= 3 or recorder.sampling):
             return
         params = self._owned(optimizer)
         if not params:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from babysit._version import __version__
-from babysit.baseline import fingerprint, message_template
+from babysit.baseline import SourceLines, fingerprint, message_template
 from babysit.check import Severity
 from babysit.reporters.json import _finite
 from babysit.reporters.locations import Where, source_root, where
@@ -58,7 +58,8 @@ def render(report: Report, *, root: Path | None = None, indent: int | None = 2) 
 def to_sarif(report: Report, *, root: Path | None = None) -> dict[str, Any]:
     root = root or source_root()
     rules, index = _rules(report)
-    results = [_result(f, report, root, index) for f in report.findings]
+    lines = SourceLines(report)
+    results = [_result(f, report, root, index, lines) for f in report.findings]
     run: dict[str, Any] = {
         "tool": {
             "driver": {
@@ -129,14 +130,17 @@ def _tags(check_id: str) -> list[str]:
     return ["babysit", "pytorch", "training", group] if group else ["babysit", "pytorch"]
 
 
-def _result(finding: Finding, report: Report, root: Path, index: dict[str, int]) -> dict[str, Any]:
+def _result(
+    finding: Finding, report: Report, root: Path, index: dict[str, int], lines: SourceLines
+) -> dict[str, Any]:
     place = where(finding, report, root)
+    key = _partial_fingerprint(finding, place, lines.line(finding))
     result: dict[str, Any] = {
         "ruleId": finding.id,
         "ruleIndex": index[finding.id],
         "level": LEVEL[finding.severity],
         "message": {"text": f"{finding.message}\n\nFix: {finding.fix}"},
-        "partialFingerprints": {FINGERPRINT_KEY: _partial_fingerprint(finding, place)},
+        "partialFingerprints": {FINGERPRINT_KEY: key},
         "properties": {"name": finding.name, "evidence": _finite(dict(finding.evidence))},
     }
     location = _location(place)
@@ -167,10 +171,11 @@ def _location(place: Where) -> dict[str, Any] | None:
     return location or None
 
 
-def _partial_fingerprint(finding: Finding, place: Where) -> str:
-    """The baseline fingerprint plus the message with its numbers blanked, so two different
-    problems one check reports on the same layer stay two alerts."""
-    key = fingerprint(finding, place) + "\x1f" + message_template(finding.message)
+def _partial_fingerprint(finding: Finding, place: Where, line_text: str | None) -> str:
+    """The baseline fingerprint (line text, not number: an edit above does not make an alert
+    new) plus the message with its numbers blanked, so two different problems one check
+    reports on the same layer stay two alerts."""
+    key = fingerprint(finding, place, line_text) + "\x1f" + message_template(finding.message)
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
