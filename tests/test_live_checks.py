@@ -275,3 +275,36 @@ def test_audit_max_epochs_stops_after_the_validation_of_the_last_epoch():
     assert data["run"]["stopped_by"] == "max_epochs (2)"
     assert data["run"]["epochs"] == 2
     assert result.exit_code == 0, data["findings"]
+
+
+def test_a_long_run_keeps_bounded_histories_and_still_judges(monkeypatch):
+    """Per-sample histories are halved when they reach their cap (here shrunk so that a short
+    run reaches it): step 0 and the newest samples stay, and the thinned trace is judged."""
+    from babysit.probes import recorder
+
+    monkeypatch.setattr(recorder, "MAX_HISTORY", 32)
+    monkeypatch.setattr(recorder, "RECENT_HISTORY", 8)
+    monkeypatch.setattr(recorder, "DENSE_STEPS", 50)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+    steps = 400
+    with babysit.watch(model, optimizer, sample_every=1, overhead_budget=None) as sitter:
+        for _ in range(steps):
+            optimizer.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    trace = sitter.trace
+    sampled = [g["step"] for g in trace.gradients]
+    assert 16 <= len(sampled) < 32
+    assert sampled[0] == 0 and sampled[-8:] == list(range(steps - 8, steps))
+    assert sampled == sorted(set(sampled))
+    records = [r["step"] for r in trace.steps]
+    assert records[:50] == list(range(50))  # the dense part is never thinned
+    assert len(records) - 50 < 32 and records[-1] == steps - 1
+    checks = trace.run["grad_reset_checks"]
+    assert len(checks) < 32 and checks[-1]["step"] == steps - 1
+    # the thinned trace is judged like any other: this healthy run stays quiet
+    loud = [f for f in sitter.report.findings if f.severity.value in ("error", "warning")]
+    assert loud == [], loud

@@ -67,6 +67,22 @@ Callback = Callable[[list[float]], None]
 DENSE_STEPS = 2000
 #: Flush early rather than hold more deferred tensors than this.
 MAX_PENDING = 4096
+#: Histories that grow by one entry per sampled step (``trace.gradients``, the sampled step
+#: records after DENSE_STEPS, the not-reset checks) are halved when they reach this length, so
+#: a run of millions of steps keeps a bounded trace (a 160-layer model's gradient samples
+#: would otherwise grow by ~30 kB per sample, gigabytes over a long run).
+MAX_HISTORY = 1024
+#: The newest entries a halving keeps whole: recent behaviour stays at full resolution.
+RECENT_HISTORY = 128
+
+
+def thin_history(entries: list[Any], start: int = 0) -> None:
+    """Halve the older part of ``entries[start:]`` once it holds MAX_HISTORY entries: its first
+    entry (the model at init) and the newest RECENT_HISTORY stay, every other one between goes,
+    as for the layers' activation samples. Older history gets sparser, never longer."""
+    if len(entries) - start < MAX_HISTORY:
+        return
+    del entries[start + 1 : len(entries) - RECENT_HISTORY : 2]
 
 
 class Recorder:
@@ -84,6 +100,7 @@ class Recorder:
         self._plain: float | None = None  # EMA of an unsampled step's seconds
         self._extra: float | None = None  # EMA of a sampled step's extra seconds
         self._step0: float | None = None  # step 0's seconds, until a plain step is timed
+        self._sparse_start: int | None = None  # index of the first step record past DENSE_STEPS
 
     # -- step clock -------------------------------------------------------------------------
     def advance(self) -> None:
@@ -101,6 +118,7 @@ class Recorder:
         if was_sampling:
             self.sampled_steps += 1
             self._schedule_after_sample(elapsed)
+            self._thin_histories()
         elif self.step > 0:
             first_plain = self._plain is None
             self._plain = elapsed if first_plain else 0.9 * self._plain + 0.1 * elapsed
@@ -135,11 +153,23 @@ class Recorder:
         steps = self.trace.steps
         if steps and steps[-1]["step"] == step:
             return steps[-1]
-        if step >= DENSE_STEPS and not (step == self.step and self.sampling):
-            return None
+        if step >= DENSE_STEPS:
+            if not (step == self.step and self.sampling):
+                return None
+            if self._sparse_start is None:
+                self._sparse_start = len(steps)
         record: dict[str, Any] = {"step": step}
         steps.append(record)
         return record
+
+    def _thin_histories(self) -> None:
+        trace = self.trace
+        thin_history(trace.gradients)
+        if self._sparse_start is not None:
+            thin_history(trace.steps, self._sparse_start)
+        checks = trace.run.get("grad_reset_checks")
+        if isinstance(checks, list):
+            thin_history(checks)
 
     def series(self, key: str, value: float | torch.Tensor, step: int | None = None) -> None:
         """Set ``key`` on a step record, deferring the host copy when ``value`` is a tensor."""
