@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from babysit._version import __version__
 from babysit.errors import BabysitError
+from babysit.lint.parse import source_lines
 from babysit.reporters.locations import Where, source_root, where
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class SourceLines:
         for source in report.trace.sources:
             path, text = source.get("path"), source.get("text")
             if isinstance(path, str) and isinstance(text, str):
-                self._texts.setdefault(path, text.splitlines())
+                self._texts[path] = source_lines(text)  # the last text wins, as for suppressions
 
     def line(self, finding: Finding) -> str | None:
         location = finding.location
@@ -82,7 +83,7 @@ class SourceLines:
         lines = self._texts.get(location.file, ...)
         if lines is ...:
             try:
-                lines = Path(location.file).read_text(encoding="utf-8-sig").splitlines()
+                lines = source_lines(Path(location.file).read_text(encoding="utf-8-sig"))
             except (OSError, UnicodeDecodeError, ValueError):
                 lines = None
             self._texts[location.file] = lines
@@ -166,8 +167,8 @@ def apply_baseline(report: Report, baseline: Baseline, *, root: Path | None = No
     budget = Counter(baseline.fingerprints)
     placed = fingerprints_of(report, root)
     accepted: set[int] = set()
-    # identical lines share a fingerprint: the baseline accepts the first ones in the file,
-    # and the copy added further down is the new finding
+    # identical lines share a fingerprint: the baseline accepts the first ones in the file
+    # (usually the old ones; a copy pasted above the original takes its place)
     for i in sorted(range(len(placed)), key=lambda i: (placed[i][1].path or "", _line(placed[i]))):
         finding, place, key = placed[i]
         if baseline.schema == 1:

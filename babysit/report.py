@@ -122,18 +122,22 @@ def judge(
             continue
         run.append(check.name)
         runnable.append(check)
-    static = [c for c in runnable if c.requires == ("sources",)]
+    # File-major over a large tree: every static rule judges one chunk of sources, then the
+    # next, so each chunk's parses and analyses are built once, reused by every rule and
+    # evicted as later chunks come in: memory is bounded by the chunk, not the tree.
+    chunked = len(trace.sources) > SOURCE_CHUNK
+    static = [c for c in runnable if chunked and c.requires == ("sources",)]
+    last = [c for c in runnable if c.id == INTERNAL_ERROR_ID]  # sees every other's errors
+    broken: set[str] = set()  # a rule that raised once is not run on the other chunks
     for check in runnable:
-        if check not in static or len(trace.sources) <= SOURCE_CHUNK:
-            findings.extend(_judge_one(check, trace, overrides))
-    if len(trace.sources) > SOURCE_CHUNK:
-        # File-major over a large tree: each chunk's parses and analyses are built once, reused
-        # by every static rule, and evicted before the next chunk, so memory stays bounded
-        # by the chunk instead of growing with the tree (thousands of files).
-        for start in range(0, len(trace.sources), SOURCE_CHUNK):
-            part = replace(trace, sources=trace.sources[start : start + SOURCE_CHUNK])
-            for check in static:
-                findings.extend(_judge_one(check, part, overrides))
+        if check not in static and check not in last:
+            findings.extend(_judge_one(check, trace, overrides, broken))
+    for start in range(0, len(trace.sources) if static else 0, SOURCE_CHUNK):
+        part = replace(trace, sources=trace.sources[start : start + SOURCE_CHUNK])
+        for check in static:
+            findings.extend(_judge_one(check, part, overrides, broken))
+    for check in last:
+        findings.extend(_judge_one(check, trace, overrides, broken))
     findings = [f for f in findings if not _suppressed(f, scoped)]
     if trace.sources:  # `# babysit: ignore[...]` comments on the lines findings point at
         from babysit.lint.suppressions import without_suppressed
@@ -144,18 +148,21 @@ def judge(
 
 
 #: Static rules judge a trace with more sources than this chunk by chunk (see ``judge``);
-#: the parse and analysis caches of :mod:`babysit.lint` hold more entries than this.
+#: the parse and analysis caches of :mod:`babysit.lint` hold twice as many entries.
 SOURCE_CHUNK = 128
 
 
 def _judge_one(
-    check: Check, trace: Trace, overrides: Mapping[str, Mapping[str, Any]]
+    check: Check, trace: Trace, overrides: Mapping[str, Mapping[str, Any]], broken: set[str]
 ) -> list[Finding]:
+    if check.id in broken:
+        return []
     try:
         return list(check.judge(trace, overrides.get(check.id)))
     except BabysitError:
         raise
     except Exception as exc:  # a broken check must not hide the others' verdicts
+        broken.add(check.id)
         trace.errors.append({"probe": f"check {check.id}", "error": f"{type(exc).__name__}: {exc}"})
         return []
 

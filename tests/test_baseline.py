@@ -90,6 +90,23 @@ def test_static_findings_are_keyed_by_the_text_of_their_line(tmp_path):
     assert fingerprint(first, here) != fingerprint(second, there)
 
 
+def test_identical_flagged_lines_accept_the_first_ones_in_the_file(tmp_path):
+    """Line 6 and line 12 hold the same text; a baseline that recorded one accepts line 6 (the
+    lines are compared as numbers: "12" sorts before "6" as text)."""
+    lines = ["import torch"] * 14
+    lines[5] = lines[11] = "    optimizer.step()"
+    trace = Trace(mode="lint", target="train.py")
+    trace.sources.append(
+        {"path": "train.py", "text": "\x0c\n".join(lines[:3]) + "\n" + "\n".join(lines[3:])}
+    )
+    six, twelve = (finding("BS903", file="train.py", line=n) for n in (6, 12))
+    path = tmp_path / "baseline.json"
+    write_baseline(Report("train.py", [six], trace, [], {}), path, root=tmp_path)
+    both = Report("train.py", [twelve, six], trace, [], {})
+    kept = apply_baseline(both, load_baseline(path), root=tmp_path)
+    assert [f.location.line for f in kept.findings] == [12] and kept.baselined == 1
+
+
 def test_fingerprints_use_paths_relative_to_the_root(tmp_path):
     """The same repository checked out in two places gives the same fingerprints."""
     here, there = tmp_path / "laptop" / "repo", tmp_path / "ci" / "work" / "repo"

@@ -240,19 +240,16 @@ def test_a_baseline_survives_edits_above_its_findings(tmp_path, monkeypatch):
 
 
 def test_a_schema_1_baseline_still_matches_by_line_number(tmp_path, monkeypatch):
-    from babysit.baseline import fingerprint
-    from babysit.check import Finding, Location, Severity
-    from babysit.reporters.locations import Where
+    import hashlib
 
     monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
     script = tmp_path / "train.py"
     script.write_text(BUGGY)
     [found] = json.loads(lint(str(script), "-f", "json").stdout)["findings"]
     line = found["location"]["line"]
-    old_key = fingerprint(
-        Finding(found["id"], found["name"], Severity.ERROR, "", "", {}, Location(None, "x", line)),
-        Where("train.py", line),
-    )
+    # the formula babysit 0.1 wrote schema-1 files with, spelled out so that it cannot drift
+    raw = "\x1f".join([found["id"], "train.py", "", str(line)])
+    old_key = hashlib.sha256(raw.encode()).hexdigest()[:24]
     old = tmp_path / "old.json"
     old.write_text(json.dumps({"babysit_baseline": 1, "findings": [{"fingerprint": old_key}]}))
     result = lint(str(script), "--baseline", str(old), "-f", "json")

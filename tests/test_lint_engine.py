@@ -196,7 +196,9 @@ def test_an_if_else_that_assigns_on_every_path_dominates_the_use():
     assert origins[2] is None  # the loop may not run
 
 
-def test_a_tree_larger_than_the_cache_is_judged_in_chunks_with_the_same_findings(monkeypatch):
+def test_a_tree_larger_than_the_cache_is_judged_in_chunks_with_the_same_findings(
+    monkeypatch, tmp_path
+):
     from babysit import report
     from babysit.lint import analysis as analysis_module
     from babysit.lint import parse as parse_module
@@ -236,11 +238,51 @@ def test_a_tree_larger_than_the_cache_is_judged_in_chunks_with_the_same_findings
         for name in ("softmax-before-cross-entropy", "missing-zero-grad")
     }
     assert len(found.findings) == 2 * count
-    # and the caches never held the whole tree
-    assert len(analysis_module._ANALYSES) <= parse_module.CACHE_SIZE
-    assert len(parse_module._TREES) <= parse_module.CACHE_SIZE
+    # after the files were read (and analyzed for their notes) as `babysit lint` does, the
+    # judge analyzes each evicted file once more, never a third time
+    from babysit.lint import read_sources
+
+    paths = []
+    for source in sources:
+        path = tmp_path / source["path"]
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(source["text"])
+        paths.append(str(path))
+    built.clear()
+    analysis_module._ANALYSES.clear()
+    parse_module._TREES.clear()
+    read = read_sources(paths)
+    assert len(read.sources) == count and len(built) == count
+    again = report.judge(Trace(mode="lint", target="tree", sources=read.sources))
+    assert len(again.findings) == 2 * count
+    assert len(built) <= 2 * count and max(built.count(p) for p in set(built)) == 2
     # one file alone is judged the same way
     alone = report.judge(Trace(mode="lint", target="one", sources=sources[:1]))
     assert {(f.name, f.location.line) for f in alone.findings} == {
         (f.name, f.location.line) for f in found.findings if f.location.file == "pkg/m0.py"
     }
+
+
+def test_a_rule_that_crashes_on_a_large_tree_is_reported_once(monkeypatch):
+    from babysit import registry, report
+
+    def crash(self, trace, thresholds):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(registry.get("missing-zero-grad"), "run", crash)
+    sources = [
+        {"path": f"m{i}.py", "text": f"x = {i}\n"} for i in range(2 * report.SOURCE_CHUNK + 1)
+    ]
+    found = report.judge(Trace(mode="lint", target="tree", sources=sources))
+    assert [e["probe"] for e in found.trace.errors] == ["check BS903"]  # once, not per chunk
+    assert [f.id for f in found.findings] == ["BS000"]  # BS000 ran after the chunked rules
+
+
+def test_form_feeds_do_not_shift_line_numbers():
+    from babysit.lint.parse import source_lines
+
+    text = "import torch\n\x0c\nx = 1\r\ny = 'é'\rz = 2\n"
+    assert source_lines(text)[2:5] == ["x = 1", "y = 'é'", "z = 2"]
+    a = analyze("ff.py", "import torch.nn.functional as F\n\x0c\ns = 'é'; F.softmax(z, 1)\n")
+    call = next(c for c in a.calls if ast.unparse(c.func) == "F.softmax")
+    assert a.location(call) == (3, 10)  # characters, counted on the right line (bytes: 11)

@@ -240,6 +240,30 @@ def test_sarif_fingerprints_ignore_numbers_but_not_layers(tmp_path):
     assert key(first) != key(elsewhere)
 
 
+def test_sarif_fingerprints_follow_the_line_text_and_count_identical_lines(tmp_path):
+    from babysit.lint import lint_trace
+    from babysit.report import judge
+
+    loop = "for x, y in loader:\n    F.cross_entropy(model(x), y).backward()\n    opt.step()\n"
+    script = tmp_path / "train.py"
+
+    def keys(text):
+        script.write_text(text)
+        report = judge(lint_trace([script]))
+        results = sarif.to_sarif(report, root=tmp_path)["runs"][0]["results"]
+        ordered = sorted(
+            results, key=lambda r: r["locations"][0]["physicalLocation"]["region"]["startLine"]
+        )
+        return [r["partialFingerprints"][sarif.FINGERPRINT_KEY] for r in ordered]
+
+    header = "import torch.nn.functional as F\n"
+    twice = keys(header + loop + loop)
+    assert len(twice) == 2 and twice[0] != twice[1]  # two loops, two alerts
+    assert [k.rsplit(":", 1)[1] for k in twice] == ["1", "2"]
+    # code added above does not change them
+    assert keys('"""Train."""\n\n' + header + loop + loop) == twice
+
+
 def test_sarif_marks_the_run_unsuccessful_when_babysit_itself_failed(tmp_path):
     report = synthetic(tmp_path)
     report.trace.errors.append({"probe": "activations", "error": "RuntimeError: boom"})

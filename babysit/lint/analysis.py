@@ -16,7 +16,7 @@ from functools import cached_property
 
 from babysit.lint import torchapi as api
 from babysit.lint.imports import ImportMap
-from babysit.lint.parse import CACHE_SIZE, ParseError, gc_paused, parse, text_key
+from babysit.lint.parse import ParseError, gc_paused, parse, remember, source_lines, text_key
 from babysit.lint.scopes import FUNCTION_NODES, LOOP_NODES, Ctx, ScopeIndex, end_pos, pos
 
 Origin = tuple[ast.expr, Ctx]
@@ -37,9 +37,7 @@ def analyze(path: str, text: str) -> Analysis | ParseError:
     if hit is None:
         tree = parse(path, text)
         hit = tree if isinstance(tree, ParseError) else _analysis(path, text, tree)
-        if len(_ANALYSES) >= CACHE_SIZE:
-            _ANALYSES.clear()
-        _ANALYSES[key] = hit
+        remember(_ANALYSES, key, hit)
     return hit
 
 
@@ -64,7 +62,7 @@ class Analysis:
         self.path = path
         self.text = text
         self.tree = tree
-        self.lines = text.splitlines()
+        self.lines = source_lines(text)
         self.index = index or ScopeIndex(tree)
         self.functions: dict[str, list[FunctionNode]] = {}
         self.classes: dict[str, ast.ClassDef] = {}

@@ -11,11 +11,12 @@ import ast
 import contextlib
 import gc
 import hashlib
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-#: Cached entries before the cache is emptied (one entry per distinct file text). More than
+#: Cached entries (one per distinct file text), the oldest evicted first. More than
 #: the chunk of files ``report.judge`` hands the static rules at a time, so each file of a
 #: chunk is parsed once; small enough that a tree of thousands of files does not keep every
 #: syntax tree alive (about 1 MB each for a 1,000-line file, with its analysis).
@@ -43,6 +44,22 @@ def text_key(path: str, text: str) -> tuple[str, str]:
 
 
 _TREES: dict[tuple[str, str], ast.Module | ParseError] = {}
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def source_lines(text: str) -> list[str]:
+    """``text`` split into lines as Python numbers them: at ``\\n``, ``\\r\\n`` and ``\\r``
+    only. ``str.splitlines`` also splits at form feeds (PEP 8 allows them between sections)
+    and other separators, which would shift every later line number by one."""
+    return _NEWLINE.split(text)
+
+
+def remember(cache: dict, key: object, value: object) -> None:
+    """Insert into a bounded cache, evicting the oldest entry when full (first in, first out:
+    the files of the chunk being judged are the newest, so they are never evicted mid-chunk)."""
+    if len(cache) >= CACHE_SIZE:
+        del cache[next(iter(cache))]
+    cache[key] = value
 
 
 def parse(path: str, text: str) -> ast.Module | ParseError:
@@ -51,9 +68,7 @@ def parse(path: str, text: str) -> ast.Module | ParseError:
     hit = _TREES.get(key)
     if hit is None:
         hit = _parse_uncached(path, text)
-        if len(_TREES) >= CACHE_SIZE:
-            _TREES.clear()
-        _TREES[key] = hit
+        remember(_TREES, key, hit)
     return hit
 
 

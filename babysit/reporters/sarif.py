@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -35,7 +36,9 @@ if TYPE_CHECKING:
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://babysit.dev"
 SRCROOT = "%SRCROOT%"
-FINGERPRINT_KEY = "babysitFindingHash/v1"
+#: v2: static findings keyed by the flagged line's text (v1: its number), with ``:N`` counting
+#: identical ones in file order, as CodeQL's ``primaryLocationLineHash`` does.
+FINGERPRINT_KEY = "babysitFindingHash/v2"
 
 LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 
@@ -58,8 +61,12 @@ def render(report: Report, *, root: Path | None = None, indent: int | None = 2) 
 def to_sarif(report: Report, *, root: Path | None = None) -> dict[str, Any]:
     root = root or source_root()
     rules, index = _rules(report)
-    lines = SourceLines(report)
-    results = [_result(f, report, root, index, lines) for f in report.findings]
+    places = [where(f, report, root) for f in report.findings]
+    keys = _partial_fingerprints(report, places)
+    results = [
+        _result(f, place, key, index)
+        for f, place, key in zip(report.findings, places, keys, strict=True)
+    ]
     run: dict[str, Any] = {
         "tool": {
             "driver": {
@@ -130,11 +137,7 @@ def _tags(check_id: str) -> list[str]:
     return ["babysit", "pytorch", "training", group] if group else ["babysit", "pytorch"]
 
 
-def _result(
-    finding: Finding, report: Report, root: Path, index: dict[str, int], lines: SourceLines
-) -> dict[str, Any]:
-    place = where(finding, report, root)
-    key = _partial_fingerprint(finding, place, lines.line(finding))
+def _result(finding: Finding, place: Where, key: str, index: dict[str, int]) -> dict[str, Any]:
     result: dict[str, Any] = {
         "ruleId": finding.id,
         "ruleIndex": index[finding.id],
@@ -177,6 +180,23 @@ def _partial_fingerprint(finding: Finding, place: Where, line_text: str | None) 
     reports on the same layer stay two alerts."""
     key = fingerprint(finding, place, line_text) + "\x1f" + message_template(finding.message)
     return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _partial_fingerprints(report: Report, places: list[Where]) -> list[str]:
+    """Each finding's partial fingerprint with ``:N``, its occurrence among identical ones in
+    file order: two loops ending in the same flagged line stay two alerts."""
+    lines = SourceLines(report)
+    keys = [
+        _partial_fingerprint(f, place, lines.line(f))
+        for f, place in zip(report.findings, places, strict=True)
+    ]
+    order = sorted(range(len(keys)), key=lambda i: (places[i].path or "", places[i].line or 0))
+    seen: Counter[str] = Counter()
+    numbered = list(keys)
+    for i in order:
+        seen[keys[i]] += 1
+        numbered[i] = f"{keys[i]}:{seen[keys[i]]}"
+    return numbered
 
 
 def _invocation(report: Report) -> dict[str, Any]:
