@@ -102,6 +102,7 @@ class ModelWatch:
         self._post_handle: Any = None
         self.returns_loss: bool | None = None  # unknown until the first training forward
         self.forward_step = -1  # the step of the last recorded training forward
+        self._batch_size = -1  # the last batch size recorded in trace.steps
         # each sub-probe fails alone: a bug in one must not silence the others
         self.observe_inputs = recorder.guard("inputs", self.inputs.observe)
 
@@ -123,8 +124,10 @@ class ModelWatch:
         self.forward_step = recorder.step
         session.loaders.mark_training()
         batch = args[0] if args and isinstance(args[0], torch.Tensor) else first_tensor(kwargs)
-        if batch is not None and batch.dim() > 0:
-            recorder.series("batch_size", int(batch.shape[0]))
+        if batch is not None and batch.dim() > 0 and batch.shape[0] != self._batch_size:
+            # recorded when it changes (a trailing partial batch); readers carry it forward
+            self._batch_size = int(batch.shape[0])
+            recorder.series("batch_size", self._batch_size)
         if session.capture_batch and session.first_batch is None:
             session.capture_init(self.model, args, kwargs)
         recording = recorder.sampling and first_of_step
@@ -233,6 +236,9 @@ class Session:
         self._trainers: set[int] = set()  # optimizers that step a watched model's parameters
         self._optimizer_facts: dict[int, dict[str, Any]] = {}
         self._handles: list[Any] = []
+        self._pre_step: Callable[..., Any] | None = None
+        self._pre_handle: Any = None  # the optimizer pre-step hook, attached on sampled steps
+        self._last_lr: Any = None
         self._depth = 0
         self._discovery_call: nn.Module | None = None
         self._training_forwards = 0
@@ -250,9 +256,8 @@ class Session:
             self.losses.install()
             self.loaders.install()
             guard = self.recorder.guard
-            self._handles.append(
-                register_optimizer_step_pre_hook(eager(guard("gradients", self._before_step)))
-            )
+            self._pre_step = eager(guard("gradients", self._before_step))
+            self._arm_pre_step()
             self._handles.append(
                 register_optimizer_step_post_hook(eager(guard("optimizer", self._after_step)))
             )
@@ -286,6 +291,9 @@ class Session:
         for handle in self._handles:
             _collect(handle.remove, errors)
         self._handles.clear()
+        if self._pre_handle is not None:
+            _collect(self._pre_handle.remove, errors)
+            self._pre_handle = None
         for watch in self.models.values():
             _collect(watch.remove, errors)
         _collect(self.recorder.flush, errors)
@@ -383,6 +391,7 @@ class Session:
         """Without any optimizer (manual updates), each training forward is a step."""
         if self.primary is None and self._training_forwards > 0:
             self.recorder.advance()
+            self._arm_pre_step()
             self._check_budget()
         self._training_forwards += 1
 
@@ -464,12 +473,27 @@ class Session:
         self.epochs.end_pass()
         self.gradients.after_step(optimizer)
         lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
-        if lr is not None:
+        if isinstance(lr, torch.Tensor):
             # a tensor lr is updated in place by schedulers: copy this step's value
-            lr = lr.detach().clone() if torch.is_tensor(lr) else float(lr)
-            self.recorder.series("lr", lr)
+            self.recorder.series("lr", lr.detach().clone())
+        elif lr is not None and (lr != self._last_lr or self.recorder.sampling):
+            # recorded when it changes (and on sampled steps); readers carry it forward
+            self._last_lr = lr
+            self.recorder.series("lr", float(lr))
         self.recorder.advance()
+        self._arm_pre_step()
         self._check_budget()
+
+    def _arm_pre_step(self) -> None:
+        """Attach the optimizer pre-step hook for sampled steps only: it copies the weights
+        for the update ratios and has nothing to do on the others (it would cost every step
+        a call chain through the guard and the compile check)."""
+        needed = self.recorder.sampling and self._pre_step is not None
+        if needed and self._pre_handle is None:
+            self._pre_handle = register_optimizer_step_pre_hook(self._pre_step)
+        elif not needed and self._pre_handle is not None:
+            self._pre_handle.remove()
+            self._pre_handle = None
 
     def _check_budget(self) -> None:
         if self.max_steps and self.recorder.step >= self.max_steps:

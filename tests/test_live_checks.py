@@ -308,3 +308,26 @@ def test_a_long_run_keeps_bounded_histories_and_still_judges(monkeypatch):
     # the thinned trace is judged like any other: this healthy run stays quiet
     loud = [f for f in sitter.report.findings if f.severity.value in ("error", "warning")]
     assert loud == [], loud
+
+
+def test_the_pre_step_hook_is_attached_for_sampled_steps_only():
+    from torch.optim.optimizer import _global_optimizer_pre_hooks
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    before = len(_global_optimizer_pre_hooks)
+    attached = []
+    with babysit.watch(model, optimizer, sample_every=4, overhead_budget=None) as sitter:
+        for _ in range(12):
+            attached.append(len(_global_optimizer_pre_hooks) - before)
+            optimizer.zero_grad()
+            F.cross_entropy(model(torch.randn(16, 8)), torch.randint(0, 3, (16,))).backward()
+            optimizer.step()
+    assert attached == [1, 0, 0, 0] * 3
+    assert len(_global_optimizer_pre_hooks) == before
+    # the weights were still copied before each sampled step: update ratios at 0, 4, 8
+    assert [g["step"] for g in sitter.trace.gradients] == [0, 4, 8]
+    assert all(
+        "update_norm" in layer for g in sitter.trace.gradients for layer in g["layers"].values()
+    )
