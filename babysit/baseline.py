@@ -169,7 +169,7 @@ def apply_baseline(report: Report, baseline: Baseline, *, root: Path | None = No
     accepted: set[int] = set()
     # identical lines share a fingerprint: the baseline accepts the first ones in the file
     # (usually the old ones; a copy pasted above the original takes its place)
-    for i in sorted(range(len(placed)), key=lambda i: (placed[i][1].path or "", _line(placed[i]))):
+    for i in sorted(range(len(placed)), key=lambda i: file_order(placed[i][1])):
         finding, place, key = placed[i]
         if baseline.schema == 1:
             key = fingerprint(finding, place)  # static findings keyed by line number
@@ -180,8 +180,9 @@ def apply_baseline(report: Report, baseline: Baseline, *, root: Path | None = No
     return replace(report, findings=kept, baselined=len(accepted))
 
 
-def _line(placed: tuple[Finding, Where, str]) -> int:
-    return placed[1].line or 0
+def file_order(place: Where) -> tuple[str, int]:
+    """Sort key: by file, then line as a number (``iter_sorted`` orders findings otherwise)."""
+    return place.path or "", place.line or 0
 
 
 def _has_fingerprint(entry: Any) -> bool:

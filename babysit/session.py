@@ -124,8 +124,13 @@ class ModelWatch:
         self.forward_step = recorder.step
         session.loaders.mark_training()
         batch = args[0] if args and isinstance(args[0], torch.Tensor) else first_tensor(kwargs)
-        if batch is not None and batch.dim() > 0 and batch.shape[0] != self._batch_size:
-            # recorded when it changes (a trailing partial batch); readers carry it forward
+        if (
+            batch is not None
+            and batch.dim() > 0
+            and (batch.shape[0] != self._batch_size or recorder.sampling)
+        ):
+            # recorded when it changes (a trailing partial batch) and on sampled steps, as
+            # the learning rate is; readers carry it forward
             self._batch_size = int(batch.shape[0])
             recorder.series("batch_size", self._batch_size)
         if session.capture_batch and session.first_batch is None:

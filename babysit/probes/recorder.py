@@ -78,8 +78,9 @@ RECENT_HISTORY = 128
 
 def thin_history(entries: list[Any], start: int = 0) -> None:
     """Halve the older part of ``entries[start:]`` once it holds MAX_HISTORY entries: its first
-    entry (the model at init) and the newest RECENT_HISTORY stay, every other one between goes,
-    as for the layers' activation samples. Older history gets sparser, never longer."""
+    entry (step 0 for the gradient samples) and the newest RECENT_HISTORY stay, every other
+    one between goes, as for the layers' activation samples. Older history gets sparser,
+    never longer."""
     if len(entries) - start < MAX_HISTORY:
         return
     del entries[start + 1 : len(entries) - RECENT_HISTORY : 2]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from babysit._version import __version__
-from babysit.baseline import SourceLines, fingerprint, message_template
+from babysit.baseline import SourceLines, file_order, fingerprint, message_template
 from babysit.check import Severity
 from babysit.reporters.json import _finite
 from babysit.reporters.locations import Where, source_root, where
@@ -190,7 +190,7 @@ def _partial_fingerprints(report: Report, places: list[Where]) -> list[str]:
         _partial_fingerprint(f, place, lines.line(f))
         for f, place in zip(report.findings, places, strict=True)
     ]
-    order = sorted(range(len(keys)), key=lambda i: (places[i].path or "", places[i].line or 0))
+    order = sorted(range(len(keys)), key=lambda i: file_order(places[i]))
     seen: Counter[str] = Counter()
     numbered = list(keys)
     for i in order:
